@@ -1,0 +1,373 @@
+"""Photos: normalised EXIF, XMP, hashes, thumbnail, and hostile files as findings."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from verification.config import Settings
+from verification.media import MEDIA_VERSION, analyse
+from verification.media import exif as exif_norm
+from verification.media.hashes import hamming
+
+SETTINGS = Settings()
+
+
+def _photo(size: tuple[int, int] = (320, 240)) -> Image.Image:
+    """A gradient with a few shapes, so perceptual hashes have something to hold on to."""
+    texture = Image.effect_mandelbrot((320, 240), (-2.0, -1.2, 1.0, 1.2), 64)
+    image = Image.merge("RGB", (texture, Image.linear_gradient("L").resize((320, 240)), texture))
+    for i, colour in enumerate(("red", "green", "blue")):
+        box = (20 + i * 60, 30 + i * 20, 70 + i * 60, 90 + i * 20)
+        image.paste(Image.new("RGB", (box[2] - box[0], box[3] - box[1]), colour), box)
+    return image.resize(size, Image.Resampling.BICUBIC)
+
+
+def _exif(orientation: int = 1) -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"
+    exif[0x0110] = "Model X"
+    exif[0x0131] = "FirmWare 1.2"
+    exif[0x0132] = "2024:03:02 10:00:00"
+    exif[0x0112] = orientation
+    ifd = exif.get_ifd(0x8769)
+    ifd[0x9003] = "2024:03:01 12:34:56"
+    ifd[0x9291] = "25"
+    ifd[0x9011] = "+03:00"
+    gps = exif.get_ifd(0x8825)
+    gps[1] = "S"
+    gps[2] = (Fraction(33), Fraction(51), Fraction(216, 10))
+    gps[3] = "W"
+    gps[4] = (Fraction(70), Fraction(30), Fraction(0))
+    gps[5] = b"\x01"
+    gps[6] = Fraction(1225, 10)
+    gps[7] = (Fraction(14), Fraction(5), Fraction(30))
+    gps[29] = "2024:03:01"
+    gps[17] = Fraction(90)
+    return exif
+
+
+def _write(path: Path, image: Image.Image, fmt: str, **params: object) -> Path:
+    image.save(path, fmt, **params)
+    return path
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _assert_unreadable(path: Path, fmt: str, settings: Settings = SETTINGS) -> dict[str, str]:
+    before = _sha(path)
+    result = analyse(path, fmt, settings)
+    assert _sha(path) == before
+    codes = [f.code for f in result.findings]
+    assert "unreadable" in codes
+    finding = next(f for f in result.findings if f.code == "unreadable")
+    assert set(finding.evidence) == {"stage", "error"}
+    return dict(finding.evidence)
+
+
+@pytest.fixture
+def jpeg_with_exif(tmp_path: Path) -> Path:
+    return _write(tmp_path / "photo.jpg", _photo(), "JPEG", exif=_exif(), quality=90)
+
+
+def test_jpeg_camera_fields_are_normalised(jpeg_with_exif: Path) -> None:
+    """Make, model and software come from IFD0, stripped."""
+    meta = analyse(jpeg_with_exif, "jpeg", SETTINGS).metadata
+    assert (meta["make"], meta["model"], meta["software"]) == ("TestCam", "Model X", "FirmWare 1.2")
+    assert meta["metadata_stripped"] is False
+
+
+def test_jpeg_capture_time_is_iso_with_subseconds_and_offset(jpeg_with_exif: Path) -> None:
+    """DateTimeOriginal + SubSecTimeOriginal + OffsetTimeOriginal give one ISO 8601 string."""
+    meta = analyse(jpeg_with_exif, "jpeg", SETTINGS).metadata
+    assert meta["datetime_original"] == "2024-03-01T12:34:56.250000+03:00"
+    assert meta["datetime_original_raw"] == "2024:03:01 12:34:56"
+    assert meta["offset_time_original"] == "+03:00"
+    assert meta["modify_date"] == "2024-03-02T10:00:00"
+
+
+def test_gps_is_signed_degrees_with_altitude_below_sea_level(jpeg_with_exif: Path) -> None:
+    """South and west refs make negative degrees; GPSAltitudeRef 1 makes altitude negative."""
+    gps = analyse(jpeg_with_exif, "jpeg", SETTINGS).metadata["gps"]
+    assert gps["lat"] == pytest.approx(-(33 + 51 / 60 + 21.6 / 3600), abs=1e-9)
+    assert gps["lon"] == pytest.approx(-70.5, abs=1e-9)
+    assert gps["alt"] == pytest.approx(-122.5)
+    assert gps["time_utc"] == "2024-03-01T14:05:30+00:00"
+    assert gps["img_direction"] == pytest.approx(90.0)
+    assert (gps["lat_ref"], gps["lon_ref"], gps["source"]) == ("S", "W", "exif")
+
+
+def test_media_facts_and_extractor_versions(jpeg_with_exif: Path) -> None:
+    """Width/height are the stored size; extractors name every library and our version."""
+    result = analyse(jpeg_with_exif, "jpeg", SETTINGS)
+    assert result.media["kind"] == "image"
+    assert (result.media["width"], result.media["height"]) == (320, 240)
+    assert result.media["orientation"] == 1
+    assert result.extractors["media"] == MEDIA_VERSION
+    assert {"exifread", "Pillow", "pdqhash"} <= set(result.extractors)
+    assert result.raw["Image Make"] == "TestCam"
+    assert result.findings == ()
+
+
+def test_perceptual_hashes_have_expected_shape(jpeg_with_exif: Path) -> None:
+    """PDQ is 64 hex digits with a quality, eight dihedral hashes, pHash 16 hex digits."""
+    perceptual = analyse(jpeg_with_exif, "jpeg", SETTINGS).perceptual
+    assert len(perceptual["pdq"]) == 64
+    assert 0 <= perceptual["pdq_quality"] <= 100
+    assert len(perceptual["pdq_dihedral"]) == 8
+    assert perceptual["pdq_dihedral"][0] == perceptual["pdq"]
+    assert len(perceptual["phash"]) == 16
+
+
+def test_rotated_copy_matches_one_dihedral_hash(tmp_path: Path) -> None:
+    """A copy rotated by 90 degrees is close to one of the original's dihedral hashes."""
+    original = _write(tmp_path / "a.png", _photo(), "PNG")
+    rotated = _write(tmp_path / "b.png", _photo().transpose(Image.Transpose.ROTATE_90), "PNG")
+    dihedral = analyse(original, "png", SETTINGS).perceptual["pdq_dihedral"]
+    pdq = analyse(rotated, "png", SETTINGS).perceptual["pdq"]
+    assert min(hamming(pdq, candidate) for candidate in dihedral) <= 16
+
+
+def test_thumbnail_applies_exif_orientation(tmp_path: Path) -> None:
+    """Orientation 6 turns a landscape original into a portrait thumbnail of at most 512 px."""
+    path = _write(tmp_path / "o.jpg", _photo((800, 400)), "JPEG", exif=_exif(orientation=6))
+    result = analyse(path, "jpeg", SETTINGS)
+    (thumb,) = result.derivatives
+    assert (thumb.name, thumb.mime) == ("thumbnail.jpg", "image/jpeg")
+    assert thumb.tool.startswith("Pillow ")
+    with Image.open(io.BytesIO(thumb.data)) as image:
+        assert image.width < image.height
+        assert max(image.size) <= 512
+    assert (result.media["width"], result.media["height"], result.media["orientation"]) == (
+        800,
+        400,
+        6,
+    )
+
+
+def test_draft_decoded_pdq_is_close_to_full_decode(tmp_path: Path) -> None:
+    """DCT-scaled decoding changes the PDQ hash by at most 16 bits."""
+    from verification.media.hashes import pdq
+
+    path = _write(tmp_path / "big.jpg", _photo((3000, 2000)), "JPEG", quality=90)
+    ours = analyse(path, "jpeg", SETTINGS).perceptual["pdq"]
+    with Image.open(path) as full:
+        full.load()
+        reference, _quality = pdq(full.convert("RGB"))
+    assert hamming(ours, reference) <= 16
+
+
+def _jpeg_with_exif_thumbnail(path: Path, thumbnail: bytes) -> Path:
+    """A JPEG whose hand-built EXIF block has IFD0 (Make) and IFD1 pointing at a thumbnail."""
+    ifd0 = (
+        struct.pack(">H", 1)
+        + struct.pack(">HHI4s", 0x010F, 2, 4, b"Cam\x00")
+        + struct.pack(">I", 26)
+    )
+    ifd1 = (
+        struct.pack(">H", 2)
+        + struct.pack(">HHII", 0x0201, 4, 1, 56)
+        + struct.pack(">HHII", 0x0202, 4, 1, len(thumbnail))
+        + struct.pack(">I", 0)
+    )
+    block = b"MM\x00*" + struct.pack(">I", 8) + ifd0 + ifd1 + thumbnail
+    app1 = b"\xff\xe1" + struct.pack(">H", 8 + len(block)) + b"Exif\x00\x00" + block
+    main = io.BytesIO()
+    _photo().save(main, "JPEG")
+    path.write_bytes(main.getvalue()[:2] + app1 + main.getvalue()[2:])
+    return path
+
+
+def test_embedded_exif_thumbnail_is_hashed(tmp_path: Path) -> None:
+    """A JPEG thumbnail inside EXIF is detected and hashed close to the main image's PDQ."""
+    small = io.BytesIO()
+    _photo((160, 120)).save(small, "JPEG")
+    path = _jpeg_with_exif_thumbnail(tmp_path / "t.jpg", small.getvalue())
+    result = analyse(path, "jpeg", SETTINGS)
+    meta = result.metadata
+    assert meta["make"] == "Cam"
+    assert meta["has_thumbnail"] is True
+    assert hamming(meta["thumbnail_pdq"], result.perceptual["pdq"]) <= 16
+
+
+def test_broken_exif_thumbnail_is_an_info_finding(tmp_path: Path) -> None:
+    """A thumbnail that does not decode is noted at info level; the photo stays readable."""
+    path = _jpeg_with_exif_thumbnail(tmp_path / "t.jpg", b"\xff\xd8" + b"\x00" * 64)
+    result = analyse(path, "jpeg", SETTINGS)
+    assert [f.code for f in result.findings] == ["embedded_thumbnail_unreadable"]
+    assert result.metadata["thumbnail_pdq"] is None
+
+
+def test_placeholder_date_keeps_raw_but_no_iso() -> None:
+    """An all-zero EXIF date is a placeholder: raw kept, ISO value None."""
+    assert exif_norm.parse_exif_datetime("0000:00:00 00:00:00", None, None) is None
+    assert exif_norm.parse_exif_datetime("    :  :     :  :  ", None, None) is None
+    assert exif_norm.parse_exif_datetime("2008:05:30 15:56:01", "5", "-05:00") == (
+        "2008-05-30T15:56:01.500000-05:00"
+    )
+    assert exif_norm.parse_exif_datetime("2008:05:30 15:56:01", None, "garbage") == (
+        "2008-05-30T15:56:01"
+    )
+
+
+def test_png_exif_chunk_is_read(tmp_path: Path) -> None:
+    """PNG files carry EXIF in an eXIf chunk; it is read like a JPEG's."""
+    path = _write(tmp_path / "p.png", _photo(), "PNG", exif=_exif())
+    result = analyse(path, "png", SETTINGS)
+    assert result.metadata["make"] == "TestCam"
+    assert result.metadata["gps"]["lat"] < 0
+    assert result.perceptual["pdq"] is not None
+
+
+def test_webp_exif_is_read(tmp_path: Path) -> None:
+    """WebP's EXIF chunk is read and the image is hashed."""
+    path = _write(tmp_path / "w.webp", _photo(), "WEBP", exif=_exif())
+    result = analyse(path, "webp", SETTINGS)
+    assert result.metadata["model"] == "Model X"
+    assert (result.media["width"], result.media["height"]) == (320, 240)
+
+
+def test_heif_exif_is_read(tmp_path: Path) -> None:
+    """HEIC written by pillow-heif is decoded and its EXIF read."""
+    pillow_heif = pytest.importorskip("pillow_heif")
+    pillow_heif.register_heif_opener()
+    path = tmp_path / "h.heic"
+    try:
+        _photo().save(path, "HEIF", exif=_exif())
+    except (KeyError, OSError, ValueError) as error:
+        pytest.skip(f"pillow-heif cannot encode HEIF here: {error}")
+    result = analyse(path, "heif", SETTINGS)
+    assert result.metadata["make"] == "TestCam"
+    assert (result.media["width"], result.media["height"]) == (320, 240)
+    assert result.findings == ()
+
+
+def test_xmp_creator_tool_and_history_are_summarised(tmp_path: Path) -> None:
+    """The XMP packet's CreatorTool and edit history are summarised."""
+    packet = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+        b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b'<rdf:Description xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+        b'xmlns:xmpMM="http://ns.adobe.com/xap/1.0/mm/" '
+        b'xmlns:stEvt="http://ns.adobe.com/xap/1.0/sType/ResourceEvent#" '
+        b'xmp:CreatorTool="Editor 9"><xmpMM:History><rdf:Seq>'
+        b'<rdf:li stEvt:action="saved" stEvt:softwareAgent="Editor 9"/>'
+        b"</rdf:Seq></xmpMM:History></rdf:Description></rdf:RDF></x:xmpmeta>"
+    )
+    path = _write(tmp_path / "x.jpg", _photo(), "JPEG", xmp=packet)
+    xmp = analyse(path, "jpeg", SETTINGS).metadata["xmp"]
+    assert xmp == {
+        "present": True,
+        "creator_tool": "Editor 9",
+        "history": ["action=saved softwareAgent=Editor 9"],
+    }
+
+
+def test_xmp_with_entities_is_not_expanded() -> None:
+    """A packet declaring entities is read by pattern only, so nothing is expanded."""
+    from verification.media.xmp import summarise
+
+    bomb = b'<!DOCTYPE x [<!ENTITY a "aaaa">]><x:xmpmeta xmp:CreatorTool="&a;"></x:xmpmeta>'
+    assert summarise(bomb)["creator_tool"] == "&a;"
+
+
+def test_file_without_metadata_is_marked_stripped(tmp_path: Path) -> None:
+    """No EXIF and no XMP: metadata_stripped is true and every schema key is present."""
+    path = _write(tmp_path / "plain.png", _photo(), "PNG")
+    meta = analyse(path, "png", SETTINGS).metadata
+    assert meta["metadata_stripped"] is True
+    assert meta["gps"] is None
+    assert meta["datetime_original"] is None
+
+
+def test_truncated_jpeg_becomes_unreadable_finding(jpeg_with_exif: Path) -> None:
+    """A JPEG cut short is unreadable, but its EXIF (before the cut) is still returned."""
+    data = jpeg_with_exif.read_bytes()
+    jpeg_with_exif.write_bytes(data[: len(data) * 2 // 3])
+    evidence = _assert_unreadable(jpeg_with_exif, "jpeg")
+    assert evidence["stage"] == "decode"
+    assert analyse(jpeg_with_exif, "jpeg", SETTINGS).metadata["make"] == "TestCam"
+
+
+def test_zero_byte_file_becomes_unreadable_finding(tmp_path: Path) -> None:
+    """An empty file is unreadable, not an exception."""
+    path = tmp_path / "empty.jpg"
+    path.write_bytes(b"")
+    assert _assert_unreadable(path, "jpeg")["stage"] == "open"
+
+
+def test_mislabeled_garbage_becomes_unreadable_finding(tmp_path: Path) -> None:
+    """Bytes that are not a JPEG, labelled jpeg, are refused by the JPEG decoder."""
+    path = tmp_path / "garbage.jpg"
+    path.write_bytes(bytes(range(256)) * 64)
+    assert _assert_unreadable(path, "jpeg")["error"] == "UnidentifiedImageError"
+
+
+def test_png_labelled_jpeg_becomes_unreadable_finding(tmp_path: Path) -> None:
+    """Only the decoder for the identified format may open the file."""
+    path = _write(tmp_path / "real.png", _photo(), "PNG")
+    _assert_unreadable(path, "jpeg")
+
+
+def test_tiff_ifd_loop_becomes_unreadable_finding(tmp_path: Path) -> None:
+    """A TIFF whose IFD chain points back to itself is reported, not walked forever."""
+    buffer = io.BytesIO()
+    _photo((64, 48)).save(buffer, "TIFF")
+    data = bytearray(buffer.getvalue())
+    ifd0 = struct.unpack("<I", data[4:8])[0]
+    count = struct.unpack("<H", data[ifd0 : ifd0 + 2])[0]
+    link = ifd0 + 2 + 12 * count
+    data[link : link + 4] = struct.pack("<I", ifd0)
+    path = tmp_path / "loop.tiff"
+    path.write_bytes(bytes(data))
+    evidence = _assert_unreadable(path, "tiff")
+    assert evidence == {"stage": "tiff_structure", "error": "MalformedIFDChain"}
+
+
+def test_jpeg_garbage_segments_becomes_unreadable_finding(tmp_path: Path) -> None:
+    """A JPEG whose marker segments are garbage is unreadable, not a crash."""
+    buffer = io.BytesIO()
+    _photo().save(buffer, "JPEG")
+    data = buffer.getvalue()
+    path = tmp_path / "segments.jpg"
+    path.write_bytes(data[:2] + b"\xff\xe3\xff\xff" + b"\x00" * 50 + data[2:])
+    _assert_unreadable(path, "jpeg")
+
+
+def test_decompression_bomb_becomes_unreadable_finding(tmp_path: Path) -> None:
+    """An image more than twice the pixel limit is refused before decoding."""
+    path = _write(tmp_path / "bomb.png", _photo((200, 200)), "PNG")
+    settings = Settings(max_image_pixels=10_000)
+    evidence = _assert_unreadable(path, "png", settings)
+    assert evidence == {"stage": "open", "error": "DecompressionBombError"}
+
+
+def test_image_just_over_pixel_limit_becomes_unreadable_finding(tmp_path: Path) -> None:
+    """Between one and two times the limit Pillow only warns; the warning is made an error."""
+    path = _write(tmp_path / "near.png", _photo((200, 200)), "PNG")
+    settings = Settings(max_image_pixels=30_000)
+    evidence = _assert_unreadable(path, "png", settings)
+    assert evidence["error"] == "DecompressionBombWarning"
+
+
+def test_missing_file_becomes_unreadable_finding(tmp_path: Path) -> None:
+    """A path that does not exist still yields a result with an unreadable finding."""
+    result = analyse(tmp_path / "nope.jpg", "jpeg", SETTINGS)
+    assert [f.code for f in result.findings] == ["unreadable"]
+
+
+def test_unknown_format_is_not_decoded(tmp_path: Path) -> None:
+    """Formats we do not handle are reported with kind unknown."""
+    path = tmp_path / "file.bin"
+    path.write_bytes(b"\x00" * 10)
+    result = analyse(path, "unknown", SETTINGS)
+    assert result.media["kind"] == "unknown"
+    assert result.findings[0].code == "unreadable"

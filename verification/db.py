@@ -1,0 +1,229 @@
+"""Database models (SQLAlchemy 2) and migrations (Alembic) for items, submissions, records,
+custody events and checkpoints. SQLite is the embedded default, PostgreSQL the production one.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now in UTC."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Item(Base):
+    """A unique byte sequence, identified by SHA-256, with the summary the review queue needs."""
+
+    __tablename__ = "items"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    sha1: Mapped[str] = mapped_column(String(40))
+    md5: Mapped[str] = mapped_column(String(32))
+    format: Mapped[str] = mapped_column(String(16))
+    mime: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    vault_key: Mapped[str] = mapped_column(String(200))
+    vault_version: Mapped[str | None] = mapped_column(String(200))
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    case_id: Mapped[str] = mapped_column(String(200), index=True)
+    submitter: Mapped[str | None] = mapped_column(String(200), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    capture_time: Mapped[str | None] = mapped_column(String(40), index=True)
+    place: Mapped[str | None] = mapped_column(String(200))
+    fixity: Mapped[str] = mapped_column(String(16), default="success")
+    record_version: Mapped[str | None] = mapped_column(String(40))
+
+
+class Submission(Base):
+    """One arrival of an object under ``incoming/``: key, version, claims, and what became of it."""
+
+    __tablename__ = "submissions"
+    __table_args__ = (UniqueConstraint("store_key", "etag", name="uq_submission_key_etag"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    store_key: Mapped[str] = mapped_column(String(1024))
+    etag: Mapped[str] = mapped_column(String(200))
+    version_id: Mapped[str | None] = mapped_column(String(200))
+    item_sha256: Mapped[str | None] = mapped_column(ForeignKey("items.sha256"), index=True)
+    case_id: Mapped[str] = mapped_column(String(200), index=True)
+    submitter: Mapped[str | None] = mapped_column(String(200))
+    claims: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    state: Mapped[str] = mapped_column(String(16), default="processed")
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Record(Base):
+    """A verification record of an item by one pipeline version; reprocessing adds a new one."""
+
+    __tablename__ = "records"
+    __table_args__ = (
+        UniqueConstraint("item_sha256", "pipeline_version", name="uq_record_version"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    item_sha256: Mapped[str] = mapped_column(ForeignKey("items.sha256"), index=True)
+    pipeline_version: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ItemFinding(Base):
+    """Finding codes of an item's current record, for filtering the review queue in the database."""
+
+    __tablename__ = "item_findings"
+
+    item_sha256: Mapped[str] = mapped_column(ForeignKey("items.sha256"), primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    severity: Mapped[str] = mapped_column(String(16))
+
+
+class PerceptualHash(Base):
+    """PDQ hashes of an item (frame 0 for photos, one per keyframe for videos)."""
+
+    __tablename__ = "perceptual_hashes"
+
+    item_sha256: Mapped[str] = mapped_column(ForeignKey("items.sha256"), primary_key=True)
+    frame: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pdq: Mapped[bytes] = mapped_column(LargeBinary(32))
+    quality: Mapped[int | None] = mapped_column(Integer)
+
+
+class DuplicateLink(Base):
+    """A near or exact duplicate relation, stored in both directions."""
+
+    __tablename__ = "duplicate_links"
+
+    item_sha256: Mapped[str] = mapped_column(ForeignKey("items.sha256"), primary_key=True)
+    other_sha256: Mapped[str] = mapped_column(ForeignKey("items.sha256"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    distance: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Event(Base):
+    """One custody event; events of an item form a hash chain by ``seq``."""
+
+    __tablename__ = "custody_events"
+    __table_args__ = (
+        UniqueConstraint("item_sha256", "seq", name="uq_event_seq"),
+        UniqueConstraint("item_sha256", "step_key", name="uq_event_step"),
+        Index("ix_event_type_time", "event_type", "event_time"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    item_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    event_type: Mapped[str] = mapped_column(String(48))
+    event_time: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    agents: Mapped[list[Any]] = mapped_column(JSON)
+    step_key: Mapped[str] = mapped_column(String(200))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))
+
+
+class SigningKey(Base):
+    """Public keys that signed events, so chains verify offline after a key rotation."""
+
+    __tablename__ = "signing_keys"
+
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    public_key: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Checkpoint(Base):
+    """A signed Merkle root over every item's chain head at one moment."""
+
+    __tablename__ = "checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[str] = mapped_column(String(32))
+    root: Mapped[str] = mapped_column(String(64))
+    heads: Mapped[dict[str, Any]] = mapped_column(JSON)
+    key_id: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))
+    tsa_status: Mapped[str] = mapped_column(String(16), default="pending")
+    tsa_token: Mapped[bytes | None] = mapped_column(LargeBinary)
+    tsa_url: Mapped[str | None] = mapped_column(String(500))
+    stored_key: Mapped[str | None] = mapped_column(String(200))
+    complete: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine; SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` transactions.
+
+    ``BEGIN IMMEDIATE`` takes the write lock at the start of every transaction, so concurrent
+    appenders to the ledger queue up instead of failing half-way with "database is locked".
+    """
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": 60})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (idempotent)."""
+    from alembic import command
+    from alembic.config import Config
+
+    if engine.url.get_backend_name() == "sqlite" and engine.url.database:
+        Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.connect() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")

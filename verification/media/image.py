@@ -1,0 +1,381 @@
+"""Photos: EXIF (exifread), XMP, pixel facts, perceptual hashes and a thumbnail (Pillow).
+
+The file is opened read-only and decoded once: JPEGs are DCT-scaled while decoding to about
+the thumbnail size, and the one scaled image feeds the thumbnail, PDQ and pHash. Hostile files
+end as an ``unreadable`` finding with whatever metadata could still be read.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import struct
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from verification.findings import Finding
+from verification.media import boxes, exif, hashes, xmp
+from verification.media._model import (
+    JPEG_MIME,
+    MEDIA_VERSION,
+    Derivative,
+    MediaAnalysis,
+    empty_media,
+    empty_metadata,
+    empty_perceptual,
+    unreadable,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from PIL import Image
+
+    from verification.config import Settings
+
+logger = logging.getLogger(__name__)
+
+THUMBNAIL_PX = 512
+MAX_JPEG_SEGMENTS = 64
+MAX_TIFF_IFDS = 1024
+JPEG_QUALITY = 85
+
+# Our format names (verification.formats.identify) -> the only Pillow plugin allowed to open
+# the file, so a mislabelled file never reaches a decoder nobody expected.
+PILLOW_FORMATS: dict[str, tuple[str, ...]] = {
+    "jpeg": ("JPEG",),  # multi-picture files open through the JPEG plugin as "MPO"
+    "png": ("PNG",),
+    "tiff": ("TIFF",),
+    "webp": ("WEBP",),
+    "gif": ("GIF",),
+    "heif": ("HEIF",),
+}
+_NATIVE_XMP = frozenset({"JPEG", "MPO", "PNG", "WEBP"})
+
+
+@dataclass(slots=True)
+class _Decoded:
+    """What Pillow learned from one decode."""
+
+    width: int | None = None
+    height: int | None = None
+    pil_format: str | None = None
+    xmp: bytes | None = None
+    exif: bytes | None = None
+    scaled: Image.Image | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+
+@cache
+def register_heif() -> str | None:
+    """Register pillow-heif's HEIC/HEIF opener once; its version, or None if unavailable."""
+    try:
+        import pillow_heif
+    except ImportError:  # pragma: no cover - pillow-heif is a pinned dependency
+        logger.warning("pillow-heif is not installed; HEIC/HEIF files cannot be decoded")
+        return None
+    pillow_heif.register_heif_opener()
+    return str(pillow_heif.__version__)
+
+
+@cache
+def _init_pillow() -> None:
+    """Load every Pillow plugin once so ``formats=`` can name any of them (MPO, HEIF)."""
+    from PIL import Image
+
+    register_heif()
+    Image.init()
+
+
+@contextmanager
+def bomb_guard(max_pixels: int) -> Iterator[None]:
+    """Refuse images above ``max_pixels``: Pillow's warning becomes an error here."""
+    from PIL import Image
+
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def read_exif(
+    fh: BinaryIO, fmt: str, pillow_exif: bytes | None = None
+) -> tuple[dict[str, Any], list[Finding]]:
+    """exifread's tag dictionary for the open file, or an ``unreadable`` finding.
+
+    When exifread finds nothing in the file itself, the EXIF block is located another way and
+    given to exifread as a TIFF stream: for JPEG by walking the marker segments (exifread only
+    looks near the start, and Photoshop may put an XMP APP1 first); for other formats from the
+    block Pillow already extracted (exifread misses WebP and HEIF blocks without the
+    header prefix, as pillow-heif and Pillow write them).
+    """
+    tags, findings = _exifread(fh)
+    if tags:
+        return tags, findings
+    block = jpeg_exif_block(fh) if fmt == "jpeg" else _tiff_block(pillow_exif)
+    if block:
+        fallback, fallback_findings = _exifread(io.BytesIO(block))
+        if fallback:
+            return fallback, fallback_findings
+    return tags, findings
+
+
+def _tiff_block(data: bytes | None) -> bytes | None:
+    if not data:
+        return None
+    block = data[6:] if data.startswith(b"Exif\x00\x00") else data
+    return block if block[:4] in {b"II*\x00", b"MM\x00*"} else None
+
+
+def jpeg_exif_block(fh: BinaryIO) -> bytes | None:
+    """The TIFF block of the first ``Exif`` APP1 segment before the scan data, if any."""
+    fh.seek(0)
+    if fh.read(2) != b"\xff\xd8":
+        return None
+    for _ in range(MAX_JPEG_SEGMENTS):
+        header = fh.read(4)
+        if len(header) < 4 or header[0] != 0xFF or header[1] in {0xDA, 0xD9}:
+            return None
+        length = struct.unpack(">H", header[2:4])[0]
+        if length < 2:
+            return None
+        if header[1] == 0xE1:
+            payload = fh.read(length - 2)
+            if payload.startswith(b"Exif\x00\x00"):
+                return payload[6:]
+        else:
+            fh.seek(length - 2, io.SEEK_CUR)
+    return None
+
+
+def tiff_chain_problem(fh: BinaryIO) -> str | None:
+    """Why the TIFF's IFD chain is malformed (loop, bad offset, too long), or None.
+
+    Pillow and exifread both stop quietly at an IFD loop; a loop never occurs in a file a
+    camera or editor wrote, so it is reported instead of being read past.
+    """
+    fh.seek(0)
+    header = fh.read(8)
+    if len(header) < 8 or header[:2] not in {b"II", b"MM"}:
+        return "TIFF header unreadable"
+    endian = "<" if header[:2] == b"II" else ">"
+    size = fh.seek(0, io.SEEK_END)
+    offset = struct.unpack(f"{endian}I", header[4:8])[0]
+    seen: set[int] = set()
+    while offset:
+        if offset in seen:
+            return "TIFF IFD chain loops"
+        if len(seen) >= MAX_TIFF_IFDS or offset + 2 > size:
+            return "TIFF IFD chain is too long or points outside the file"
+        seen.add(offset)
+        fh.seek(offset)
+        count = struct.unpack(f"{endian}H", fh.read(2))[0]
+        fh.seek(offset + 2 + 12 * count)
+        link = fh.read(4)
+        offset = struct.unpack(f"{endian}I", link)[0] if len(link) == 4 else 0
+    return None
+
+
+def _tiff_findings(fh: BinaryIO) -> list[Finding]:
+    problem = tiff_chain_problem(fh)
+    if problem is None:
+        return []
+    return [unreadable("tiff_structure", "MalformedIFDChain", problem)]
+
+
+def _exifread(fh: BinaryIO) -> tuple[dict[str, Any], list[Finding]]:
+    import exifread
+
+    try:
+        # details=False skips MakerNote decoding: a crafted MakerNote makes details=True
+        # allocate without bound (exif-py issue #182), and we do not use maker notes.
+        tags = exifread.process_file(fh, details=False, extract_thumbnail=True)
+    except Exception as error:  # any parser failure on hostile input is a finding
+        logger.info("exifread failed: %s", type(error).__name__)
+        return {}, [unreadable("exif", error, f"EXIF could not be parsed ({type(error).__name__})")]
+    return dict(tags), []
+
+
+def decode(fh: BinaryIO, fmt: str, max_pixels: int) -> _Decoded:
+    """Open and decode once, DCT-scaled for JPEG, oriented and shrunk to thumbnail size."""
+    from PIL import Image, ImageOps
+
+    result = _Decoded()
+    stage = "open"
+    try:
+        with bomb_guard(max_pixels):
+            fh.seek(0)
+            image = Image.open(fh, formats=PILLOW_FORMATS.get(fmt))
+            result.width, result.height = image.size
+            result.pil_format = image.format
+            result.xmp = _info_xmp(image.info)
+            exif_block = image.info.get("exif")
+            result.exif = exif_block if isinstance(exif_block, bytes) else None
+            stage = "decode"
+            if image.format in {"JPEG", "MPO"}:
+                image.draft("RGB", (THUMBNAIL_PX, THUMBNAIL_PX))
+            image.load()
+            _check_tiff_pages(image)
+            scaled = ImageOps.exif_transpose(image)
+            scaled = scaled if scaled.mode == "RGB" else scaled.convert("RGB")
+            scaled.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+            result.scaled = scaled
+    except Exception as error:  # hostile input of any shape ends as a finding
+        logger.info("image %s failed: %s", stage, type(error).__name__)
+        result.findings.append(unreadable(stage, error, _reason(stage, error)))
+    return result
+
+
+def _check_tiff_pages(image: Image.Image) -> None:
+    """Walk a TIFF's IFD chain so that a loop or a broken page link raises here."""
+    if image.format == "TIFF":
+        _ = image.n_frames
+        image.seek(0)
+
+
+def _reason(stage: str, error: BaseException) -> str:
+    from PIL import Image
+
+    if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return "image exceeds the pixel limit (possible decompression bomb)"
+    if isinstance(error, Image.UnidentifiedImageError):
+        return "not a decodable image of the identified format"
+    return f"image could not be read at stage {stage!r} ({type(error).__name__})"
+
+
+def _info_xmp(info: dict[str, Any]) -> bytes | None:
+    value = info.get("xmp") or info.get("XML:com.adobe.xmp")
+    if isinstance(value, str):
+        return value.encode("utf-8", errors="replace")
+    return value if isinstance(value, bytes) else None
+
+
+def encode_jpeg(image: Image.Image, max_px: int, quality: int = JPEG_QUALITY) -> bytes:
+    """JPEG bytes of ``image`` shrunk to at most ``max_px`` on the long side."""
+    copy = image.copy()
+    copy.thumbnail((max_px, max_px))
+    buffer = io.BytesIO()
+    copy.convert("RGB").save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def perceptual_hashes(image: Image.Image) -> dict[str, Any]:
+    """PDQ (with quality and the eight dihedral hashes) and pHash of a scaled image."""
+    dihedral, quality = hashes.pdq_dihedral(image)
+    return {
+        "pdq": dihedral[0],
+        "pdq_quality": quality,
+        "phash": hashes.phash(image),
+        "pdq_dihedral": dihedral,
+        "keyframes": [],
+    }
+
+
+def embedded_thumbnail_pdq(data: bytes | None) -> tuple[str | None, list[Finding]]:
+    """PDQ of the EXIF thumbnail, so a later check can compare it with the main image."""
+    from PIL import Image
+
+    if not data:
+        return None, []
+    try:
+        with Image.open(io.BytesIO(data), formats=("JPEG",)) as thumb:
+            thumb.load()
+            pdq, _quality = hashes.pdq(thumb.convert("RGB"))
+    except Exception as error:  # a broken thumbnail is a signal, not a crash
+        evidence = {"stage": "embedded_thumbnail", "error": type(error).__name__}
+        return None, [
+            Finding("embedded_thumbnail_unreadable", "info", "EXIF thumbnail unreadable", evidence)
+        ]
+    return pdq, []
+
+
+def extractor_versions() -> dict[str, str]:
+    """Versions of every library that shaped an image record."""
+    import exifread
+    import imagehash
+    import pdqhash
+    import PIL
+
+    versions = {
+        "exifread": str(exifread.__version__),
+        "Pillow": PIL.__version__,
+        "pdqhash": str(pdqhash.__version__),
+        "imagehash": str(imagehash.__version__),
+        "media": MEDIA_VERSION,
+    }
+    heif = register_heif()
+    if heif:
+        versions["pillow-heif"] = heif
+    return versions
+
+
+def build_metadata(tags: dict[str, Any], xmp_summary: dict[str, Any]) -> dict[str, Any]:
+    """The normalised metadata schema from exifread tags and the XMP summary."""
+    metadata = empty_metadata()
+    metadata.update(exif.normalise_text(tags))
+    metadata.update(exif.normalise_dates(tags))
+    metadata["gps"] = exif.normalise_gps(tags)
+    metadata["has_thumbnail"] = bool(tags.get("JPEGThumbnail"))
+    metadata["xmp"] = xmp_summary
+    has_exif = any(not key.endswith("Thumbnail") for key in tags)
+    metadata["metadata_stripped"] = not has_exif and not xmp_summary["present"]
+    return metadata
+
+
+def heif_stored_size(fh: BinaryIO) -> tuple[int, int] | None:
+    """The HEIF primary item's stored size; libheif reports it after ``irot`` is applied."""
+    try:
+        return boxes.heif_primary_size(fh)
+    except (boxes.BoxError, OSError, struct.error, ValueError):
+        logger.debug("HEIF item properties unreadable; keeping the decoded size")
+        return None
+
+
+def _xmp_packet(fh: BinaryIO, decoded: _Decoded) -> bytes | None:
+    if decoded.xmp or decoded.pil_format in _NATIVE_XMP:
+        return decoded.xmp
+    return xmp.find_packet(fh)
+
+
+def analyse_image(path: Path, fmt: str, settings: Settings) -> MediaAnalysis:
+    """Analyse one photo; hostile or unreadable input becomes findings, never an exception."""
+    from PIL import __version__ as pil_version
+
+    _init_pillow()
+    findings: list[Finding] = []
+    with path.open("rb") as fh:
+        decoded = decode(fh, fmt, settings.max_image_pixels)
+        tags, exif_findings = read_exif(fh, fmt, decoded.exif)
+        packet = _xmp_packet(fh, decoded)
+        stored_size = heif_stored_size(fh) if fmt == "heif" else None
+        structure = _tiff_findings(fh) if fmt == "tiff" else []
+    findings += exif_findings + structure + decoded.findings
+    metadata = build_metadata(tags, xmp.summarise(packet))
+    metadata["thumbnail_pdq"], thumb_findings = embedded_thumbnail_pdq(tags.get("JPEGThumbnail"))
+    findings += thumb_findings
+    media = empty_media("image", fmt)
+    width, height = stored_size or (decoded.width, decoded.height)
+    media.update(width=width, height=height, orientation=exif.orientation(tags))
+    perceptual = empty_perceptual()
+    derivatives: tuple[Derivative, ...] = ()
+    if decoded.scaled is not None:
+        perceptual = perceptual_hashes(decoded.scaled)
+        thumb = encode_jpeg(decoded.scaled, THUMBNAIL_PX)
+        derivatives = (Derivative("thumbnail.jpg", thumb, JPEG_MIME, f"Pillow {pil_version}"),)
+    return MediaAnalysis(
+        media=media,
+        metadata=metadata,
+        raw=exif.raw_strings(tags),
+        perceptual=perceptual,
+        findings=tuple(findings),
+        derivatives=derivatives,
+        extractors=extractor_versions(),
+    )

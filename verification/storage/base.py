@@ -1,0 +1,82 @@
+"""The object-store contract shared by the local and S3 backends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import BinaryIO, Protocol, runtime_checkable
+
+
+class StoreError(Exception):
+    """Any object-store failure the caller should report (base class)."""
+
+
+class ObjectNotFound(StoreError):
+    """The key (or the requested version) does not exist."""
+
+
+class ObjectExists(StoreError):
+    """A write-once put found the key already present."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or refused access (network, credentials, permissions)."""
+
+
+class InvalidKey(StoreError, ValueError):
+    """An object key that is unsafe or malformed (``..``, absolute, backslash, control chars)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What the store says about one object; ``metadata`` keys are lower-case."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+    version_id: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """Streaming object storage. Implementations never hold a whole object in memory."""
+
+    @property
+    def url(self) -> str:
+        """Where the store lives (``s3://bucket`` or ``file:///path``), for records and logs."""
+        ...
+
+    def head(self, key: str, version_id: str | None = None) -> ObjectInfo:
+        """Describe one object; raises :class:`ObjectNotFound`."""
+        ...
+
+    def open(self, key: str, version_id: str | None = None) -> BinaryIO:
+        """A readable binary stream (close it); raises :class:`ObjectNotFound`."""
+        ...
+
+    def put(
+        self,
+        key: str,
+        data: BinaryIO,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        sha256: str | None = None,
+        if_absent: bool = False,
+    ) -> ObjectInfo:
+        """Stream ``data`` to ``key``.
+
+        ``sha256`` (hex) lets the store verify the transfer; ``if_absent`` makes the write
+        write-once: :class:`ObjectExists` when the key is already there.
+        """
+        ...
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object under ``prefix``, in key order, fetched page by page."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` exists."""
+        ...

@@ -1,0 +1,370 @@
+"""A directory as an object store: the embedded default, and the reference the S3 backend matches.
+
+Layout under the root: ``objects/<key>`` (the bytes), ``meta/<key>.json`` (user metadata, sha256,
+etag, and the size and mtime the sidecar describes) and ``tmp/`` (uploads in progress, on the same
+filesystem so publishing is an atomic link or rename). Keys are validated before any path join, and
+every path is resolved and checked to stay inside the root, so a symlink cannot lead out of it.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import stat
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from verification.storage._stream import Digests, copy_with_digests, expected_sha256
+from verification.storage.base import (
+    InvalidKey,
+    ObjectExists,
+    ObjectInfo,
+    ObjectNotFound,
+    StoreError,
+    StoreUnavailable,
+)
+from verification.storage.keys import normalize_metadata, validate_key, validate_prefix
+
+logger = logging.getLogger(__name__)
+
+_WRITE_ONCE_MODE = 0o444
+_OBJECT_MODE = 0o644
+
+
+class LocalStore:
+    """Objects as files under ``root``; write-once objects are hard-linked into place, read-only."""
+
+    def __init__(self, root: Path | str) -> None:
+        self._root = Path(root).resolve()
+        self._objects = self._root / "objects"
+        self._meta = self._root / "meta"
+        self._tmp = self._root / "tmp"
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self._root)!r})"
+
+    @property
+    def url(self) -> str:
+        """``file:///...`` URL of the store root."""
+        return self._root.as_uri()
+
+    @property
+    def root(self) -> Path:
+        """The store's root directory (resolved)."""
+        return self._root
+
+    def head(self, key: str, version_id: str | None = None) -> ObjectInfo:
+        """Describe one object from its file and sidecar; raises :class:`ObjectNotFound`."""
+        path, meta_path = self._paths(key)
+        with self._os_errors(key):
+            self._check_root()
+            status = _stat_object(path, key, version_id)
+            sidecar = _read_sidecar(meta_path, status)
+        return _info(key, status, sidecar, with_metadata=True)
+
+    def open(self, key: str, version_id: str | None = None) -> BinaryIO:
+        """The object's file, opened for binary reading; raises :class:`ObjectNotFound`."""
+        path, _ = self._paths(key)
+        with self._os_errors(key):
+            self._check_root()
+            _stat_object(path, key, version_id)
+            try:
+                return path.open("rb")
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+                raise _not_found(key) from exc
+
+    def put(
+        self,
+        key: str,
+        data: BinaryIO,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        sha256: str | None = None,
+        if_absent: bool = False,
+    ) -> ObjectInfo:
+        """Stream ``data`` to a temporary file, verify it, then publish it atomically.
+
+        With ``if_absent`` the publish is ``os.link``, which fails if the key exists even when
+        another writer races us, and the file becomes read-only. A plain put refuses to replace a
+        read-only (write-once) file: this backend has no versions to fall back on.
+        """
+        path, meta_path = self._paths(key)
+        values = normalize_metadata(metadata)
+        expected = expected_sha256(sha256)
+        with self._os_errors(key):
+            self._make_dirs(key, path.parent, meta_path.parent)
+            if not if_absent:
+                _refuse_write_once_overwrite(path, key)
+            tmp, digests = self._write_temp(data)
+            try:
+                if expected is not None and digests.sha256 != expected:
+                    msg = (
+                        f"sha256 mismatch for {key!r}: expected {expected}, "
+                        f"received {digests.sha256}; nothing stored"
+                    )
+                    raise StoreError(msg)
+                tmp.chmod(_WRITE_ONCE_MODE if if_absent else _OBJECT_MODE)
+                _publish(tmp, path, key, if_absent=if_absent)
+            finally:
+                tmp.unlink(missing_ok=True)
+            status = path.stat()
+            sidecar = {
+                "sha256": digests.sha256,
+                "etag": digests.md5,
+                "size": status.st_size,
+                "mtime_ns": status.st_mtime_ns,
+                "metadata": values,
+            }
+            self._write_sidecar(meta_path, sidecar)
+        logger.debug("stored %s in %s (%s bytes)", key, self.url, digests.size)
+        return _info(key, status, sidecar, with_metadata=True)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, in key (UTF-8 byte) order.
+
+        Symbolic links are never followed; ``metadata`` is empty, as in S3 listings (use head).
+        """
+        validate_prefix(prefix)
+        directory_key = prefix.rpartition("/")[0]
+        start = (
+            self._objects.joinpath(*directory_key.split("/")) if directory_key else self._objects
+        )
+        with self._os_errors(prefix):
+            self._check_root()
+            _check_inside(start, self._objects, prefix)
+            if not start.is_dir() or start.is_symlink():
+                return
+            base = f"{directory_key}/" if directory_key else ""
+            for key, path in _walk(start, base, prefix):
+                status = path.stat(follow_symlinks=False)
+                yield _info(key, status, _read_sidecar(self._meta_path(key), status))
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` exists."""
+        try:
+            self.head(key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        """Object and sidecar paths for a validated key, both checked to stay inside the root."""
+        validate_key(key)
+        path = self._objects.joinpath(*key.split("/"))
+        meta_path = self._meta_path(key)
+        _check_inside(path, self._objects, key)
+        _check_inside(meta_path, self._meta, key)
+        return path, meta_path
+
+    def _meta_path(self, key: str) -> Path:
+        *parents, name = key.split("/")
+        return self._meta.joinpath(*parents, f"{name}.json")
+
+    def _check_root(self) -> None:
+        """A missing root is an empty store; a root that is not a directory is unusable."""
+        try:
+            mode = self._root.stat().st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISDIR(mode):
+            msg = f"local store root {self._root} is not a directory"
+            raise StoreUnavailable(msg)
+
+    def _make_dirs(self, key: str, *directories: Path) -> None:
+        self._check_root()
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        for directory in directories:
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError) as exc:
+                msg = f"key {key!r} needs a directory where an object already is"
+                raise StoreError(msg) from exc
+
+    def _write_temp(self, data: BinaryIO) -> tuple[Path, Digests]:
+        """Copy ``data`` into a fsynced temporary file in ``tmp/``; returns its path and digests."""
+        fd, name = tempfile.mkstemp(dir=self._tmp, prefix="put-", suffix=".part")
+        tmp = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as sink:
+                digests = copy_with_digests(data, sink)
+                sink.flush()
+                os.fsync(sink.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp, digests
+
+    def _write_sidecar(self, meta_path: Path, sidecar: Mapping[str, Any]) -> None:
+        fd, name = tempfile.mkstemp(dir=self._tmp, prefix="meta-", suffix=".part")
+        tmp = Path(name)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as sink:
+                json.dump(sidecar, sink, ensure_ascii=False, sort_keys=True)
+                sink.flush()
+                os.fsync(sink.fileno())
+            tmp.chmod(_OBJECT_MODE)
+            tmp.replace(meta_path)
+            _fsync_directory(meta_path.parent)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @contextmanager
+    def _os_errors(self, key: str) -> Iterator[None]:
+        """Turn operating-system failures into store errors that name the store, not the data."""
+        try:
+            yield
+        except PermissionError as exc:
+            msg = f"local store {self._root} refused access ({exc.strerror}) for key {key!r}"
+            raise StoreUnavailable(msg) from exc
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                msg = f"object key {key!r} has a component too long for the filesystem"
+                raise InvalidKey(msg) from exc
+            if exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO):
+                msg = f"local store {self._root} cannot write ({exc.strerror})"
+                raise StoreUnavailable(msg) from exc
+            msg = f"local store {self._root} failed for key {key!r} ({exc.strerror})"
+            raise StoreError(msg) from exc
+
+
+def _not_found(key: str) -> ObjectNotFound:
+    return ObjectNotFound(f"no object {key!r}")
+
+
+def _check_inside(path: Path, base: Path, key: str) -> None:
+    """Defence in depth after validate_key: the resolved path (symlinks followed) stays in base."""
+    try:
+        resolved = path.resolve()
+        resolved_base = base.resolve()
+    except RuntimeError as exc:  # symlink loop (Python 3.11 raises RuntimeError)
+        msg = f"object key {key!r} resolves through a symlink loop"
+        raise InvalidKey(msg) from exc
+    if resolved != resolved_base and not resolved.is_relative_to(resolved_base):
+        msg = f"object key {key!r} resolves outside the store"
+        raise InvalidKey(msg)
+
+
+def _stat_object(path: Path, key: str, version_id: str | None) -> os.stat_result:
+    if version_id is not None:
+        msg = f"no version {version_id!r} of {key!r}: the local store keeps no versions"
+        raise ObjectNotFound(msg)
+    try:
+        status = path.stat()
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise _not_found(key) from exc
+    if not stat.S_ISREG(status.st_mode):
+        raise _not_found(key)
+    return status
+
+
+def _read_sidecar(meta_path: Path, status: os.stat_result) -> dict[str, Any] | None:
+    """The sidecar if it describes this very file (same size and mtime), else None."""
+    try:
+        with meta_path.open(encoding="utf-8") as source:
+            sidecar = json.load(source)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        logger.warning("ignoring unreadable metadata sidecar %s", meta_path)
+        return None
+    if not isinstance(sidecar, dict) or (sidecar.get("size"), sidecar.get("mtime_ns")) != (
+        status.st_size,
+        status.st_mtime_ns,
+    ):
+        logger.warning("ignoring metadata sidecar %s: it describes another file", meta_path)
+        return None
+    return sidecar
+
+
+def _info(
+    key: str,
+    status: os.stat_result,
+    sidecar: Mapping[str, Any] | None,
+    *,
+    with_metadata: bool = False,
+) -> ObjectInfo:
+    if sidecar is None:
+        # A file placed by hand: an etag that still changes whenever the content is replaced.
+        etag = f"{status.st_size:x}-{status.st_mtime_ns:x}"
+        metadata: dict[str, str] = {}
+    else:
+        etag = str(sidecar["etag"])
+        metadata = dict(sidecar.get("metadata", {})) if with_metadata else {}
+    return ObjectInfo(
+        key=key,
+        size=status.st_size,
+        etag=etag,
+        last_modified=datetime.fromtimestamp(status.st_mtime, tz=UTC),
+        version_id=None,
+        metadata=metadata,
+    )
+
+
+def _refuse_write_once_overwrite(path: Path, key: str) -> None:
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if stat.S_ISREG(mode) and not mode & 0o222:
+        msg = f"object {key!r} was written write-once and cannot be replaced"
+        raise ObjectExists(msg)
+
+
+def _publish(tmp: Path, path: Path, key: str, *, if_absent: bool) -> None:
+    try:
+        if if_absent:
+            os.link(tmp, path)
+        else:
+            tmp.replace(path)
+    except FileExistsError as exc:
+        msg = f"object {key!r} already exists"
+        raise ObjectExists(msg) from exc
+    except IsADirectoryError as exc:
+        msg = f"key {key!r} is a directory of other objects"
+        raise StoreError(msg) from exc
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sort_name(entry: os.DirEntry[str]) -> bytes:
+    """Directories sort as ``name/`` so a depth-first walk yields keys in UTF-8 byte order."""
+    suffix = "/" if entry.is_dir(follow_symlinks=False) else ""
+    return os.fsencode(entry.name + suffix)
+
+
+def _walk(directory: Path, base: str, prefix: str) -> Iterator[tuple[str, Path]]:
+    """(key, path) of regular files under ``directory`` whose key starts with ``prefix``."""
+    with os.scandir(directory) as scan:
+        entries = sorted(scan, key=_sort_name)
+    for entry in entries:
+        key = base + entry.name
+        if not _is_utf8(entry.name):
+            logger.warning("skipping %r in the local store: name is not UTF-8", entry.path)
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            child = key + "/"
+            if child.startswith(prefix) or prefix.startswith(child):
+                yield from _walk(Path(entry.path), child, prefix)
+        elif entry.is_file(follow_symlinks=False) and key.startswith(prefix):
+            yield key, Path(entry.path)
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
