@@ -13,6 +13,7 @@ import functools
 import io
 import logging
 import math
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -235,17 +236,34 @@ def country_name(code: str | None) -> str | None:
     return _COUNTRY_NAMES.get(code.upper())
 
 
+_QUERY_STRING = re.compile(r"\?\S*")
+
+
+class _RedactQueryStrings(logging.Filter):
+    """geopy logs each request URL at DEBUG, coordinates included: keep the path only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "?" in message:
+            record.msg, record.args = _QUERY_STRING.sub("?<redacted>", message), ()
+        return True
+
+
 @functools.cache
 def _nominatim_reverse(domain: str, scheme: str, user_agent: str) -> Callable[..., Any]:
     from geopy.extra.rate_limiter import RateLimiter
     from geopy.geocoders import Nominatim
 
+    logging.getLogger("geopy").addFilter(_REDACT_FILTER)
     geocoder = Nominatim(domain=domain, scheme=scheme, user_agent=user_agent, timeout=10)
     # No retries and no swallowing: RateLimiter logs the call arguments (the coordinates)
     # when it retries or swallows an error. Failures are handled by the caller instead.
     return RateLimiter(
         geocoder.reverse, min_delay_seconds=1, max_retries=0, swallow_exceptions=False
     )
+
+
+_REDACT_FILTER = _RedactQueryStrings()
 
 
 def _reverse_nominatim(lat: float, lon: float, settings: Settings) -> Place | None:

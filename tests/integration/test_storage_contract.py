@@ -123,6 +123,7 @@ def test_list_yields_keys_in_byte_order_and_filters_by_prefix(store: ObjectStore
         "incoming/case-1/a.jpg",
         "incoming/case-1-extra",
         "incoming/case-1/sub/z.jpg",
+        "incoming/case-1/Ж.jpg",
         "vault/one",
     ]
     for index, key in enumerate(keys):
@@ -133,12 +134,14 @@ def test_list_yields_keys_in_byte_order_and_filters_by_prefix(store: ObjectStore
         "incoming/case-1/a.jpg",
         "incoming/case-1/b.jpg",
         "incoming/case-1/sub/z.jpg",
+        "incoming/case-1/Ж.jpg",
         "incoming/case-10/x.jpg",
     ]
     assert _keys(store, "incoming/case-1/") == [
         "incoming/case-1/a.jpg",
         "incoming/case-1/b.jpg",
         "incoming/case-1/sub/z.jpg",
+        "incoming/case-1/Ж.jpg",
     ]
     assert _keys(store, "nothing/") == []
 
@@ -208,6 +211,21 @@ def test_metadata_name_that_is_not_a_token_is_refused(store: ObjectStore) -> Non
     with pytest.raises(InvalidKey):
         store.put("incoming/x", io.BytesIO(b"x"), metadata={"bad name": "v"})
     assert not store.exists("incoming/x")
+
+
+def test_metadata_over_two_kib_is_refused(store: ObjectStore) -> None:
+    """Both backends refuse user metadata larger than S3's 2 KiB limit."""
+    with pytest.raises(InvalidKey, match="limit"):
+        store.put("incoming/x", io.BytesIO(b"x"), metadata={"note": "é" * 400})
+    assert not store.exists("incoming/x")
+
+
+def test_empty_object_round_trip(store: ObjectStore) -> None:
+    """A zero-byte object is stored, described and read back."""
+    info = store.put("incoming/empty", io.BytesIO(b""), if_absent=True)
+    assert (info.size, info.etag) == (0, hashlib.md5(b"").hexdigest())
+    with store.open("incoming/empty") as stream:
+        assert stream.read() == b""
 
 
 def test_hostile_key_is_refused(store: ObjectStore) -> None:
@@ -442,6 +460,7 @@ def test_s3_object_lock_retention_on_write_once_put(s3_server: str) -> None:
         retention_days=1,
     )
     store.ensure_bucket(object_lock=True)
+    store.ensure_bucket(object_lock=True)  # idempotent, as `evidence init` may run twice
     before = datetime.now(UTC)
     store.put("vault/item", io.BytesIO(b"original"), if_absent=True)
     store.put("derivatives/thumb", io.BytesIO(b"thumb"))

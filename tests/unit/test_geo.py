@@ -6,6 +6,7 @@ import logging
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -314,19 +315,20 @@ def test_nominatim_failure_returns_none_and_logs_no_coordinates(
 def test_nominatim_result_becomes_a_place(monkeypatch: pytest.MonkeyPatch) -> None:
     """A Nominatim answer is mapped to Place with its source and distance."""
 
-    class FakeLocation:
-        latitude, longitude = 48.8570, 2.3510
-        address = "Paris, Île-de-France, France"
-        raw = {
+    answer = SimpleNamespace(
+        latitude=48.8570,
+        longitude=2.3510,
+        address="Paris, Île-de-France, France",
+        raw={
             "address": {
                 "city": "Paris",
                 "state": "Île-de-France",
                 "country": "France",
                 "country_code": "fr",
             }
-        }
-
-    monkeypatch.setattr(geo, "_nominatim_reverse", lambda *a: lambda *a, **k: FakeLocation())
+        },
+    )
+    monkeypatch.setattr(geo, "_nominatim_reverse", lambda *a: lambda *a, **k: answer)
     settings = load_settings(geocoder="nominatim")
     place = geo.reverse_geocode(*PARIS, settings)
     assert place is not None

@@ -173,10 +173,31 @@ def _walk_udta(fh: BinaryIO, udta: Box, budget: Budget, info: MovieInfo) -> None
     for box in children(fh, udta, budget):
         if box.type == "meta":
             _walk_meta(fh, box, budget, info)
+        elif box.type == "loci":
+            value = loci_iso6709(read_payload(fh, box, 64 * 1024))
+            if value is not None:
+                info.tags.setdefault("udta.loci", value)
         elif box.type.startswith("\xa9"):
             value = _udta_string(fh, box, budget)
             if value is not None:
                 info.tags.setdefault(f"udta.{box.type}", value)
+
+
+def loci_iso6709(payload: bytes) -> str | None:
+    """A 3GPP ``loci`` box (what ffmpeg writes in MP4) as an ISO 6709 string."""
+    name_end = payload.find(b"\x00", 6)
+    fixed = name_end + 2
+    if name_end < 0 or len(payload) < fixed + 12:
+        return None
+    lon, lat, alt = (v / 65536 for v in struct.unpack(">iii", payload[fixed : fixed + 12]))
+    if abs(lat) > 90 or abs(lon) > 180:
+        return None
+    return f"{_signed(lat, 8)}{_signed(lon, 9)}{_signed(alt, 0)}/"
+
+
+def _signed(value: float, width: int) -> str:
+    sign = "-" if value < 0 else "+"
+    return f"{sign}{abs(value):0{width}.5f}" if width else f"{sign}{abs(value):.3f}"
 
 
 def _udta_string(fh: BinaryIO, box: Box, budget: Budget) -> str | None:

@@ -8,6 +8,7 @@ becomes an ``unreadable`` finding; the parent carries on with the next item.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -51,7 +52,12 @@ _TEXT_SOURCES: dict[str, tuple[str, ...]] = {
     "artist": ("keys.com.apple.quicktime.author", "udta.\xa9ART", "ilst.\xa9ART"),
     "copyright": ("keys.com.apple.quicktime.copyright", "udta.\xa9cpy", "ilst.\xa9cpy"),
 }
-_LOCATION_SOURCES = ("keys.com.apple.quicktime.location.ISO6709", "udta.\xa9xyz", "ilst.\xa9xyz")
+_LOCATION_SOURCES = (
+    "keys.com.apple.quicktime.location.ISO6709",
+    "udta.\xa9xyz",
+    "ilst.\xa9xyz",
+    "udta.loci",
+)
 _CREATION_SOURCES = ("keys.com.apple.quicktime.creationdate", "udta.\xa9day", "ilst.\xa9day")
 
 
@@ -82,10 +88,8 @@ def run_worker(path: Path, out_dir: Path, settings: Settings) -> WorkerResult:
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.communicate()
 
 

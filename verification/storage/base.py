@@ -54,7 +54,7 @@ class ObjectStore(Protocol):
         ...
 
     def open(self, key: str, version_id: str | None = None) -> BinaryIO:
-        """A readable binary stream (close it); raises :class:`ObjectNotFound`."""
+        """A readable binary stream, read lazily (close it); raises :class:`ObjectNotFound`."""
         ...
 
     def put(
@@ -68,15 +68,21 @@ class ObjectStore(Protocol):
     ) -> ObjectInfo:
         """Stream ``data`` to ``key``.
 
-        ``sha256`` (hex) lets the store verify the transfer; ``if_absent`` makes the write
-        write-once: :class:`ObjectExists` when the key is already there.
+        ``sha256`` (hex) lets the store verify the transfer; a mismatch raises
+        :class:`StoreError` and stores nothing. ``if_absent`` makes the write write-once:
+        :class:`ObjectExists` when the key is already there, even against a concurrent writer.
+        Metadata names are lower-cased; values round-trip exactly, non-ASCII included.
         """
         ...
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Every object under ``prefix``, in key order, fetched page by page."""
+        """Every object under ``prefix``, in key (UTF-8 byte) order, fetched page by page.
+
+        Listings carry key, size, etag and time but no user ``metadata`` (S3 listings do not
+        return it): call :meth:`head` for that.
+        """
         ...
 
     def exists(self, key: str) -> bool:
-        """Whether ``key`` exists."""
+        """Whether ``key`` exists (a missing bucket or an unreachable store still raises)."""
         ...

@@ -10,9 +10,11 @@ import re
 import unicodedata
 from collections.abc import Mapping
 
+from verification.storage._stream import encode_metadata_value
 from verification.storage.base import InvalidKey
 
 MAX_KEY_BYTES = 1024
+MAX_METADATA_BYTES = 2048  # S3's limit on user metadata as sent (names plus encoded values)
 _DRIVE = re.compile(r"[A-Za-z]:")
 _METADATA_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 
@@ -71,9 +73,11 @@ def normalize_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     """User metadata with lower-case names, as both backends store and return it.
 
     Names must be ASCII tokens (``case-id``, ``claimed-lat``) because S3 sends them as HTTP
-    header names; values may be any text.
+    header names; values may be any text. Both backends enforce S3's 2 KiB limit, so an object
+    that fits one store fits the other.
     """
     normalized: dict[str, str] = {}
+    total = 0
     for name, value in (metadata or {}).items():
         lower = name.lower()
         if not _METADATA_NAME.fullmatch(lower) or len(lower) > 128:
@@ -82,5 +86,13 @@ def normalize_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
         if not isinstance(value, str):
             msg = f"metadata value for {lower!r} is {type(value).__name__}, not str"
             raise TypeError(msg)
+        try:
+            total += len(lower) + len(encode_metadata_value(value))
+        except UnicodeEncodeError as exc:
+            msg = f"metadata value for {lower!r} is not valid UTF-8"
+            raise InvalidKey(msg) from exc
         normalized[lower] = value
+    if total > MAX_METADATA_BYTES:
+        msg = f"user metadata is {total} bytes once encoded (limit {MAX_METADATA_BYTES})"
+        raise InvalidKey(msg)
     return normalized

@@ -64,6 +64,7 @@ _DENIED = {
     "403",
 }
 _DIGEST = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"}
+_Parts = list[dict[str, Any]]  # CompleteMultipartUpload's part list
 _CREDENTIALS = (
     NoCredentialsError,
     PartialCredentialsError,
@@ -301,7 +302,8 @@ class S3Store:
         if if_absent:
             args["IfNoneMatch"] = "*"
         response = self._client.put_object(**args)
-        return response.get("VersionId")
+        version_id: str | None = response.get("VersionId")
+        return version_id
 
     def _put_multipart(
         self,
@@ -333,14 +335,13 @@ class S3Store:
                     Bucket=self._bucket, Key=key, UploadId=upload_id
                 )
             raise
-        return response.get("VersionId")
+        version_id: str | None = response.get("VersionId")
+        return version_id
 
-    def _upload_parts(
-        self, key: str, upload_id: str, body: BinaryIO, digests: Digests
-    ) -> list[dict[str, Any]]:
+    def _upload_parts(self, key: str, upload_id: str, body: BinaryIO, digests: Digests) -> _Parts:
         part_size = max(self._part_size, -(-digests.size // MAX_PARTS))
         whole = hashlib.sha256()
-        parts: list[dict[str, Any]] = []
+        parts: _Parts = []
         while chunk := _read_exactly(body, part_size):
             whole.update(chunk)
             checksum = _b64(hashlib.sha256(chunk).digest())
