@@ -280,7 +280,7 @@ def _check_place(
     observed = _Position(float(gps["lat"]), float(gps["lon"])) if usable and gps else None
     claimed = _claimed_position(claims)
     ctx.geolocation.update(
-        observed=_observed_dict(gps) if observed else None,
+        observed=_observed_dict(gps) if observed and gps is not None else None,
         claimed={"lat": claimed.lat, "lon": claimed.lon} if claimed else None,
         place=None,
         timezone=None,
@@ -318,12 +318,8 @@ def _compare_place(ctx: _Context, observed: _Position, claimed: _Position) -> No
     ctx.geolocation["distance_km"] = round(km, 3)
     threshold = ctx.settings.distance_threshold_km
     evidence = {"distance_km": round(km, 3), "threshold_km": threshold}
-    if km > threshold:
-        message = f"The file's GPS position is {km:.1f} km from the claimed place."
-        ctx.add("location-contradicts-claim", message, **evidence)
-    else:
-        message = f"The file's GPS position is {km:.1f} km from the claimed place."
-        ctx.add("location-matches-claim", message, **evidence)
+    code = "location-contradicts-claim" if km > threshold else "location-matches-claim"
+    ctx.add(code, f"The file's GPS position is {km:.1f} km from the claimed place.", **evidence)
 
 
 # --- time ------------------------------------------------------------------------------------
@@ -499,12 +495,8 @@ def _compare_time(ctx: _Context, capture: CaptureTime, claimed: datetime) -> Non
     }
     slack = f" (allowing ±{capture.slack_hours:.0f} h for an unknown offset)"
     note = slack if capture.slack_hours else ""
-    if beyond > tolerance:
-        message = f"The capture time is {hours:.1f} h from the claimed time{note}."
-        ctx.add("time-contradicts-claim", message, **evidence)
-    else:
-        message = f"The capture time is {hours:.1f} h from the claimed time{note}."
-        ctx.add("time-matches-claim", message, **evidence)
+    code = "time-contradicts-claim" if beyond > tolerance else "time-matches-claim"
+    ctx.add(code, f"The capture time is {hours:.1f} h from the claimed time{note}.", **evidence)
 
 
 def _check_modified(

@@ -258,9 +258,10 @@ def _nominatim_reverse(domain: str, scheme: str, user_agent: str) -> Callable[..
     geocoder = Nominatim(domain=domain, scheme=scheme, user_agent=user_agent, timeout=10)
     # No retries and no swallowing: RateLimiter logs the call arguments (the coordinates)
     # when it retries or swallows an error. Failures are handled by the caller instead.
-    return RateLimiter(
+    limited: Callable[..., Any] = RateLimiter(
         geocoder.reverse, min_delay_seconds=1, max_retries=0, swallow_exceptions=False
     )
+    return limited
 
 
 _REDACT_FILTER = _RedactQueryStrings()

@@ -402,7 +402,21 @@ def record_analysis(ctx: Context, analysis: Analysis) -> Outcome:
         sub = session.get(Submission, submission_id)
         assert sub is not None
         sub.state, sub.processed_at, sub.error = "processed", utcnow(), None
+        _supersede_failures(session, analysis.key, submission_id)
     return _outcome(ctx, analysis.key, sha, status)
+
+
+def _supersede_failures(session: Session, key: str, submission_id: int) -> None:
+    """Earlier failed attempts at the same key stay on record, marked as retried."""
+    earlier = session.scalars(
+        select(Submission).where(
+            Submission.store_key == key,
+            Submission.state == "failed",
+            Submission.id != submission_id,
+        )
+    )
+    for failed in earlier:
+        failed.state = "retried"
 
 
 def _processed(ctx: Context, info: ObjectInfo) -> Outcome | None:
@@ -418,7 +432,9 @@ def _processed(ctx: Context, info: ObjectInfo) -> Outcome | None:
             return None
         item = session.get(Item, sub.item_sha256)
         assert item is not None
-        return _outcome(ctx, info.key, item.sha256, item.status)
+        sha, status = item.sha256, item.status
+    # A second session inside the first would wait for SQLite's write lock held by the first.
+    return _outcome(ctx, info.key, sha, status)
 
 
 def _outcome(ctx: Context, key: str, sha: str, status: str) -> Outcome:
@@ -607,6 +623,7 @@ def _record_quarantine(ctx: Context, analysis: Analysis, submission_id: int) -> 
         sub = session.get(Submission, submission_id)
         assert sub is not None
         sub.state, sub.processed_at, sub.error = "processed", utcnow(), reason
+        _supersede_failures(session, analysis.key, submission_id)
     return _outcome(ctx, analysis.key, sha, status)
 
 
@@ -1020,7 +1037,9 @@ def reprocess_item(ctx: Context, sha: str) -> Outcome:
                 version_id=sub.version_id,
                 metadata={},
             )
-            claims = Claims(**{**sub.claims, "time": _claim_time(sub.claims)}) if sub.claims else None
+            claims = (
+                Claims(**{**sub.claims, "time": _claim_time(sub.claims)}) if sub.claims else None
+            )
             base = Analysis(sub.store_key, info, claims, digests, None, {"outcome": "success"})
             analysis = _analyse_content(ctx.settings, ctx.store, base, working, None)
             _record_analysis_events(ctx, analysis)

@@ -294,6 +294,26 @@ def test_transformed_copies_are_found_and_distinct_images_are_not(
     assert kinds["flip-horizontal"] == {"near-pdq-dihedral"}, report
 
 
+def test_every_crop_is_recovered_when_the_case_items_are_candidates(
+    originals: dict[str, Image.Image], collection: PDQIndex
+) -> None:
+    """Crops the PDQ pre-filter misses (distance > 96) are recovered from case candidates."""
+    images = {item: _bgr(image) for item, image in originals.items()}
+    recovered = []
+    for item, image in originals.items():
+        copy = _crop5(image)
+        results = find_duplicates(
+            _perceptual(copy),
+            collection,
+            image=_bgr(copy),
+            load_image=images.get,
+            crop_candidates=list(originals),
+        )
+        assert [r["item"] for r in results] == [item]
+        recovered.append(results[0]["kind"])
+    assert recovered == ["crop-orb"] * len(originals)
+
+
 def test_distinct_originals_do_not_match_each_other(
     originals: dict[str, Image.Image], collection: PDQIndex
 ) -> None:

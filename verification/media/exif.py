@@ -105,7 +105,8 @@ def parse_exif_datetime(raw: str | None, subsec: str | None, offset: str | None)
     if match is None:
         return None
     try:
-        moment = datetime(*(int(part) for part in match.groups()))
+        year, month, day_, hour, minute, second = (int(part) for part in match.groups())
+        moment = datetime(year, month, day_, hour, minute, second)
     except ValueError:
         return None
     if subsec and _SUBSEC_RE.match(subsec):
@@ -217,13 +218,14 @@ def _gps_time(tags: dict[str, Any]) -> str | None:
         return None
     hours, minutes, seconds = parts
     try:
-        day = datetime(*(int(part) for part in match.groups()))
+        year, month, mday = (int(part) for part in match.groups())
+        day = datetime(year, month, mday)
         moment = day + timedelta(hours=hours, minutes=minutes, seconds=seconds)  # type: ignore[arg-type]
     except (ValueError, OverflowError):
         return None
     if moment.date() != day.date():
         return None
-    return moment.isoformat() + "+00:00"
+    return f"{moment.isoformat()}+00:00"
 
 
 def raw_strings(tags: dict[str, Any], limit: int = 2000) -> dict[str, str]:

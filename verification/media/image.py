@@ -12,7 +12,7 @@ import logging
 import math
 import struct
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
@@ -252,21 +252,21 @@ def draft_request(size: tuple[int, int]) -> tuple[int, int]:
 def _check_tiff_pages(image: Image.Image) -> None:
     """Walk a TIFF's IFD chain so that a loop or a broken page link raises here."""
     if image.format == "TIFF":
-        _ = image.n_frames
+        _ = getattr(image, "n_frames", 1)
         image.seek(0)
 
 
 def _reason(stage: str, error: BaseException) -> str:
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
         return "image exceeds the pixel limit (possible decompression bomb)"
-    if isinstance(error, Image.UnidentifiedImageError):
+    if isinstance(error, UnidentifiedImageError):
         return "not a decodable image of the identified format"
     return f"image could not be read at stage {stage!r} ({type(error).__name__})"
 
 
-def _info_xmp(info: dict[str, Any]) -> bytes | None:
+def _info_xmp(info: Mapping[Any, Any]) -> bytes | None:
     value = info.get("xmp") or info.get("XML:com.adobe.xmp")
     if isinstance(value, str):
         return value.encode("utf-8", errors="replace")

@@ -73,7 +73,8 @@ def save_keyframe(frame: Any, path: Path) -> dict[str, Any]:
     height, width = frame.shape[:2]
     scale = min(1.0, KEYFRAME_PX / max(height, width))
     if scale < 1.0:
-        frame = cv2.resize(frame, (int(width * scale), int(height * scale)), cv2.INTER_AREA)
+        size = (int(width * scale), int(height * scale))
+        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
     ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         msg = "JPEG encoding of a keyframe failed"
@@ -94,7 +95,7 @@ def extract(path: Path, out_dir: Path, wanted: int) -> dict[str, Any]:
             return {"error": "VideoNotOpened"}
         facts = stream_facts(capture)
         fps = facts["fps"]
-        keyframes = []
+        keyframes: list[dict[str, Any]] = []
         for index in keyframe_indices(facts["frame_count"], wanted):
             capture.set(cv2.CAP_PROP_POS_FRAMES, index)
             ok, frame = capture.read()
