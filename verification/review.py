@@ -252,9 +252,12 @@ def queue(
     conditions = _conditions(filters or QueueFilters())
     with Session(engine) as session:
         total = session.scalar(select(func.count()).select_from(Item).where(*conditions)) or 0
-        query = _ordered(select(Item).where(*conditions), sort)
-        items = list(session.scalars(query.limit(page_size).offset((page - 1) * page_size)))
-        codes = _finding_codes(session, [i.sha256 for i in items])
+        # Page the keys first (index-only), then load those rows: deep pages stay cheap.
+        keys = _ordered(select(Item.sha256).where(*conditions), sort)
+        shas = list(session.scalars(keys.limit(page_size).offset((page - 1) * page_size)))
+        loaded = {i.sha256: i for i in session.scalars(select(Item).where(Item.sha256.in_(shas)))}
+        items = [loaded[sha] for sha in shas]
+        codes = _finding_codes(session, shas)
     rows = tuple(_row(item, codes.get(item.sha256, ())) for item in items)
     return Page(rows, page, page_size, int(total))
 
@@ -273,9 +276,9 @@ def _conditions(filters: QueueFilters) -> list[Any]:
         conditions.append(Item.first_seen < _utc(filters.until))
     if filters.finding:
         conditions.append(
-            select(ItemFinding.item_sha256)
-            .where(ItemFinding.item_sha256 == Item.sha256, ItemFinding.code == filters.finding)
-            .exists()
+            Item.sha256.in_(
+                select(ItemFinding.item_sha256).where(ItemFinding.code == filters.finding)
+            )
         )
     return conditions
 
