@@ -32,7 +32,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 bench: $(STAMP) system-deps
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH)
 
 conformance: $(STAMP)
 	$(PY) bench/conformance.py

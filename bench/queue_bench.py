@@ -87,7 +87,9 @@ def populate(engine: Engine, count: int, seed: int = 2026) -> None:
     _flush(engine, items, findings)
 
 
-def _flush(engine: Engine, items: list[dict[str, object]], findings: list[dict[str, object]]) -> None:
+def _flush(
+    engine: Engine, items: list[dict[str, object]], findings: list[dict[str, object]]
+) -> None:
     with engine.begin() as conn:
         if items:
             conn.execute(insert(Item), items)

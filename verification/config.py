@@ -121,3 +121,34 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Read the environment once; keyword overrides win (tests and the CLI use them)."""
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def render_configuration_doc() -> str:
+    """docs/configuration.md, generated from the field descriptions (a test keeps it in sync)."""
+    lines = [
+        "# Configuration",
+        "",
+        "Every option is an environment variable with the `EVIDENCE_` prefix. The defaults are the",
+        "embedded setup: a SQLite ledger and a local object store under `./var`, nothing online.",
+        "Lists are JSON (`EVIDENCE_TSA_URLS='[\"https://tsa.example\"]'`).",
+        "",
+        "This page is generated from `verification/config.py`:",
+        "`python -c 'from verification.config import render_configuration_doc as r; print(r(), end=\"\")' > docs/configuration.md`",
+        "",
+        "| variable | default | meaning |",
+        "| --- | --- | --- |",
+    ]
+    for name, field in Settings.model_fields.items():
+        default = "all cores" if field.default_factory is not None and name == "workers" else field.default
+        if field.default_factory is not None and name != "workers":
+            default = field.default_factory()  # type: ignore[call-arg]
+        shown = "(unset)" if default is None else f"`{default}`"
+        lines.append(f"| `EVIDENCE_{name.upper()}` | {shown} | {field.description} |")
+    lines += [
+        "",
+        "S3 credentials come from boto3's standard chain (environment, profile, instance role);",
+        "they are never stored by the pipeline. In Airflow, the `evidence_s3` Connection takes",
+        "precedence over these variables for the object store (see docs/deployment.md).",
+        "",
+    ]
+    return "\n".join(lines)

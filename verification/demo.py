@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from pathlib import Path
 
 from verification.claims import Claims, parse_time
 from verification.config import Settings
@@ -67,14 +68,24 @@ def run_demo(settings: Settings, *, fresh: bool = False, direct: bool = False) -
         f"\ncustody: {report.items} chains, {report.events} events, {'all verified' if report.ok else 'PROBLEMS FOUND'}"
     )
     first = next((o.item for o in outcomes if o.item), None)
-    env = f"EVIDENCE_HOME={demo.home}"
+    env = f"EVIDENCE_HOME={demo.home} {_self_command()}"
     print("\nNext:")
     if first:
-        print(f"  {env} evidence show {first[:12]}          # one item's record and findings")
-        print(f"  {env} evidence custody log {first[:12]}   # its chain of custody")
-    print(f"  {env} evidence custody verify            # recompute every hash and signature")
-    print(f"  {env} evidence list                      # every item with its status")
+        print(f"  {env} show {first[:12]}          # one item's record and findings")
+        print(f"  {env} custody log {first[:12]}   # its chain of custody")
+    print(f"  {env} custody verify            # recompute every hash and signature")
+    print(f"  {env} list                      # every item with its status")
     return 0 if report.ok else 1
+
+
+def _self_command() -> str:
+    """How the user can call this command again (the venv's script when it is under cwd)."""
+    import os
+
+    program = Path(sys.argv[0])
+    if program.name == "evidence" and program.is_absolute() and program.is_relative_to(Path.cwd()):
+        return os.path.relpath(program)
+    return "evidence"
 
 
 def _run(ctx: object, demo: Settings, direct: bool) -> list[object]:

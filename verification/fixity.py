@@ -273,6 +273,33 @@ def write_checkpoint(ctx: Context) -> Checkpoint:
     return checkpoint
 
 
+def checkpoint_and_stamp(ctx: Context) -> dict[str, Any]:
+    """Write and store a checkpoint, then time-stamp pending checkpoints when that is installed.
+
+    ``verification.timestamps`` is optional (RFC 3161 time-stamping); without it, or without a
+    configured authority, the checkpoint stays ``pending``. Returns a summary without content.
+    """
+    import importlib
+    import importlib.util
+
+    checkpoint = write_checkpoint(ctx)
+    if importlib.util.find_spec("verification.timestamps") is not None:
+        module = importlib.import_module("verification.timestamps")
+        if hasattr(module, "stamp_pending"):
+            module.stamp_pending(ctx)
+    with Session(ctx.engine) as session:
+        row = session.get(Checkpoint, checkpoint.id)
+        tsa = row.tsa_status if row is not None else checkpoint.tsa_status
+    return {
+        "id": checkpoint.id,
+        "created_at": checkpoint.created_at,
+        "root": checkpoint.root,
+        "items": len(checkpoint.heads),
+        "stored_key": checkpoint.stored_key,
+        "tsa_status": tsa,
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # CLI: `evidence fixity`
 

@@ -919,6 +919,7 @@ def process_batch(
     as failed (and retried by the next run) and the pool is rebuilt for the rest.
     """
     workers = max(1, min(workers or ctx.settings.workers, len(keys) or 1))
+    order = {key: i for i, key in enumerate(keys)}
     outcomes: list[Outcome] = []
     for analysis in _analyses(ctx, keys, workers):
         try:
@@ -929,7 +930,7 @@ def process_batch(
         outcomes.append(outcome)
         if progress:
             progress(outcome)
-    return outcomes
+    return sorted(outcomes, key=lambda o: order.get(o.key, len(order)))
 
 
 def _analyses(ctx: Context, keys: Sequence[str], workers: int) -> Iterator[Analysis]:

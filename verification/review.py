@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import Engine, Select, func, select
+from sqlalchemy import Engine, Select, and_, func, select
 from sqlalchemy.orm import Session
 
 from verification.custody import CustodyEvent
@@ -249,11 +249,11 @@ def queue(
     if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
         msg = f"page must be >= 1 and page_size between 1 and {MAX_PAGE_SIZE}"
         raise ReviewError(msg)
-    conditions = _conditions(filters or QueueFilters())
+    filters = filters or QueueFilters()
     with Session(engine) as session:
-        total = session.scalar(select(func.count()).select_from(Item).where(*conditions)) or 0
+        total = session.scalar(_filtered(select(func.count()).select_from(Item), filters)) or 0
         # Page the keys first (index-only), then load those rows: deep pages stay cheap.
-        keys = _ordered(select(Item.sha256).where(*conditions), sort)
+        keys = _ordered(_filtered(select(Item.sha256), filters), sort)
         shas = list(session.scalars(keys.limit(page_size).offset((page - 1) * page_size)))
         loaded = {i.sha256: i for i in session.scalars(select(Item).where(Item.sha256.in_(shas)))}
         items = [loaded[sha] for sha in shas]
@@ -262,25 +262,25 @@ def queue(
     return Page(rows, page, page_size, int(total))
 
 
-def _conditions(filters: QueueFilters) -> list[Any]:
-    conditions: list[Any] = []
-    if filters.case:
-        conditions.append(Item.case_id == filters.case)
-    if filters.status:
-        conditions.append(Item.status == filters.status)
-    if filters.submitter:
-        conditions.append(Item.submitter == filters.submitter)
-    if filters.since:
-        conditions.append(Item.first_seen >= _utc(filters.since))
-    if filters.until:
-        conditions.append(Item.first_seen < _utc(filters.until))
+def _filtered(query: Select[Any], filters: QueueFilters) -> Select[Any]:
     if filters.finding:
-        conditions.append(
-            Item.sha256.in_(
-                select(ItemFinding.item_sha256).where(ItemFinding.code == filters.finding)
-            )
+        # A join, not IN/EXISTS: (item, code) is the primary key, so it never duplicates rows,
+        # and it lets the planner start from whichever side is more selective.
+        query = query.join(
+            ItemFinding,
+            and_(ItemFinding.item_sha256 == Item.sha256, ItemFinding.code == filters.finding),
         )
-    return conditions
+    if filters.case:
+        query = query.where(Item.case_id == filters.case)
+    if filters.status:
+        query = query.where(Item.status == filters.status)
+    if filters.submitter:
+        query = query.where(Item.submitter == filters.submitter)
+    if filters.since:
+        query = query.where(Item.first_seen >= _utc(filters.since))
+    if filters.until:
+        query = query.where(Item.first_seen < _utc(filters.until))
+    return query
 
 
 def _ordered(query: Select[Any], sort: str) -> Select[Any]:

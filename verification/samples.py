@@ -126,6 +126,26 @@ def jpeg(image: Any, exif: bytes | None = None, quality: int = 90) -> bytes:
     return out.getvalue()
 
 
+def video(seed: int, seconds: int = 2, fps: int = 10) -> bytes:
+    """A short MP4 (MPEG-4 Part 2, written by OpenCV) of a scene with a moving vehicle."""
+    import tempfile
+
+    import cv2
+    import numpy as np
+
+    base = np.array(scene(seed, size=(320, 240)))[:, :, ::-1]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "clip.mp4")
+        writer = cv2.VideoWriter(path, cv2.VideoWriter.fourcc(*"mp4v"), fps, (320, 240))
+        for i in range(seconds * fps):
+            frame = base.copy()
+            x = 10 + i * 12
+            cv2.rectangle(frame, (x, 150), (x + 40, 175), (30, 30, 200), -1)
+            writer.write(frame)
+        writer.release()
+        return Path(path).read_bytes()
+
+
 def build(directory: Path) -> list[tuple[Path, Sample]]:
     """Write the demo files into ``directory``; return each path with its claims."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -257,6 +277,20 @@ def build(directory: Path) -> list[tuple[Path, Sample]]:
                 "2024-03-16T10:00:00+01:00",
                 "near duplicate: a resized, recompressed copy of an earlier photo",
                 "https://example.org/post/123",
+            ),
+        )
+    )
+
+    files.append(
+        (
+            video(6),
+            Sample(
+                "checkpoint.mp4",
+                "case-kyiv",
+                "witness-h",
+                kyiv[:2],
+                "2024-03-14T15:00:00+02:00",
+                "video: stream facts, keyframes and per-frame perceptual hashes",
             ),
         )
     )

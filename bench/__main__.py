@@ -1,0 +1,47 @@
+"""Run the benchmarks: `python -m bench` (all) or `python -m bench media dedup queue airflow conformance`.
+
+Each benchmark prints its own figures and the ratios against its anchors (sha256sum, exiftool,
+`evidence ingest`). Figures depend on the machine and its load: compare runs on the same machine.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+BENCHMARKS = {
+    "media": ("bench.media_bench", "photo/video analysis vs sha256sum + exiftool, and vs the decode floor"),
+    "dedup": ("bench.dedup_bench", "near-duplicate query against 1,000,000 PDQ hashes"),
+    "queue": ("bench.queue_bench", "review-queue filtering and paging over 100,000 items"),
+    "airflow": ("bench.airflow_overhead", "evidence_intake DAG vs `evidence ingest` on the same photos"),
+    "conformance": ("bench.conformance", "metadata agreement with ExifTool on ../shared/corpus"),
+}
+
+
+def main(argv: list[str]) -> int:
+    """Run the named benchmarks (all when none are named)."""
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        for name, (_, what) in BENCHMARKS.items():
+            print(f"  {name:<12} {what}")
+        return 0
+    names = argv or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+        return 2
+    status = 0
+    for name in names:
+        module_name, what = BENCHMARKS[name]
+        print(f"\n=== {name}: {what}")
+        if importlib.util.find_spec(module_name) is None:
+            print(f"(skipped: {module_name} is not available)")
+            continue
+        result = importlib.import_module(module_name).main([])
+        status = status or int(result or 0)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

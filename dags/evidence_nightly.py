@@ -1,0 +1,172 @@
+"""
+# Evidence nightly: fixity, reprocessing, checkpoint
+
+Every night, prove that every preserved original is still the byte sequence received.
+
+1. **fixity** (mapped over batches of items): re-read each vault object, recompute its SHA-256
+   and record a `fixity check` custody event (`success`, `failure`, `missing` or `not-run`).
+   Re-running the same DAG run records nothing new; the next night adds one event per item.
+2. **reprocess** (mapped): items whose newest record came from an older pipeline version get a
+   new record; the old record and its events stay.
+3. **checkpoint**: a signed Merkle root over every chain head, copied write-once to
+   `checkpoints/<created_at>.json` in the bucket, then time-stamped when
+   `verification.timestamps` is installed.
+4. **verdict**: fails the run, after everything above is recorded, when an original failed its
+   check or is missing (or a batch could not run). The DAG's `on_failure_callback`
+   (`evidence_common.notify_failure`) is where e-mail or chat alerts are wired.
+
+Schedule: `EVIDENCE_NIGHTLY_SCHEDULE` (default 02:00 UTC).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.sdk import Param, dag, get_current_context, task
+from evidence_common import DEFAULT_ARGS, notify_failure, open_evidence_context, schedule
+
+log = logging.getLogger(__name__)
+
+
+@dag(
+    dag_id="evidence_nightly",
+    schedule=schedule("nightly", "0 2 * * *"),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    tags=["evidence", "fixity", "custody"],
+    default_args=DEFAULT_ARGS,
+    doc_md=__doc__,
+    on_failure_callback=notify_failure,
+    params={
+        "batch_size": Param(
+            500, type="integer", minimum=1, maximum=100_000, description="Items per fixity task."
+        ),
+        "reprocess": Param(True, type="boolean", description="Reprocess stale items."),
+    },
+)
+def evidence_nightly() -> None:
+    """Fixity over the vault, reprocessing, checkpoint, verdict."""
+
+    @task
+    def list_items(params: dict[str, Any] | None = None) -> list[list[str]]:
+        """Every item with a preserved original, in batches."""
+        from verification import fixity
+
+        ctx = open_evidence_context(get_current_context())
+        items = fixity.vault_items(ctx)
+        log.info("%s item(s) in the vault", len(items))
+        return fixity.batches(items, int((params or {}).get("batch_size") or 500))
+
+    @task
+    def check_fixity(batch: list[str]) -> dict[str, Any]:
+        """Fixity of one batch; returns the counts and the results that are not success."""
+        from verification import fixity
+
+        context = get_current_context()
+        ctx = open_evidence_context(context)
+        results = fixity.check_items(ctx, batch, context["ti"].run_id)
+        return {
+            "counts": fixity.summarise(results),
+            "problems": [r.to_dict() for r in results if r.outcome != "success"],
+        }
+
+    @task
+    def list_stale(params: dict[str, Any] | None = None) -> list[list[str]]:
+        """Items whose record predates the current pipeline version, in batches."""
+        from verification import fixity, pipeline
+
+        if not (params or {}).get("reprocess", True):
+            return []
+        ctx = open_evidence_context(get_current_context())
+        stale = pipeline.stale_items(ctx)
+        log.info("%s stale item(s) to reprocess", len(stale))
+        return fixity.batches(stale, 50)
+
+    @task
+    def reprocess(batch: list[str]) -> dict[str, Any]:
+        """A new record for each stale item; an unreadable original is reported, not fatal."""
+        from verification import pipeline
+        from verification.storage import StoreError
+
+        ctx = open_evidence_context(get_current_context())
+        done, failed = 0, []
+        for sha in batch:
+            try:
+                pipeline.reprocess_item(ctx, sha)
+                done += 1
+            except StoreError as exc:  # tampered or missing: fixity records it in the ledger
+                log.error("cannot reprocess %s: %s", sha[:12], type(exc).__name__)
+                failed.append(sha)
+        return {"reprocessed": done, "failed": failed}
+
+    @task(trigger_rule="all_done")
+    def checkpoint() -> dict[str, Any]:
+        """Sign and store a checkpoint over every chain head (after fixity and reprocessing)."""
+        from verification import fixity
+
+        return fixity.checkpoint_and_stamp(open_evidence_context(get_current_context()))
+
+    @task(trigger_rule="all_done", retries=0)
+    def verdict(
+        fixity_batches: list[list[str]],
+        fixity_results: list[dict[str, Any]],
+        stale_batches: list[list[str]],
+        reprocess_results: list[dict[str, Any]],
+        stored: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """Fail the run when an original failed or is missing, or when any step did not finish."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        report = _report(fixity_results, reprocess_results, stored)
+        unfinished = (len(fixity_results) < len(fixity_batches)) or (
+            len(reprocess_results) < len(stale_batches)
+        )
+        log.info("nightly: fixity %s, checkpoint %s", report["fixity"], report["checkpoint"])
+        if report["problems"] or unfinished or stored is None:
+            msg = (
+                f"nightly check found {len(report['problems'])} damaged or missing original(s) "
+                f"(fixity {report['fixity']}); unfinished steps: {unfinished or stored is None}"
+            )
+            raise AirflowFailException(msg)
+        return report
+
+    fixity_batches = list_items()
+    fixity_results = check_fixity.expand(batch=fixity_batches)
+    stale_batches = list_stale()
+    reprocess_results = reprocess.expand(batch=stale_batches)
+    stored = checkpoint()
+    [fixity_results, reprocess_results] >> stored
+    verdict(fixity_batches, fixity_results, stale_batches, reprocess_results, stored)
+
+
+def _report(
+    fixity_results: list[dict[str, Any]],
+    reprocess_results: list[dict[str, Any]],
+    stored: dict[str, Any] | None,
+) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for batch in fixity_results:
+        for outcome, count in batch["counts"].items():
+            counts[outcome] = counts.get(outcome, 0) + count
+    problems = [
+        {"item": p["item"][:12], "outcome": p["outcome"]}
+        for batch in fixity_results
+        for p in batch["problems"]
+        if p["outcome"] in {"failure", "missing"}
+    ]
+    return {
+        "fixity": dict(sorted(counts.items())),
+        "problems": problems,
+        "reprocessed": sum(r["reprocessed"] for r in reprocess_results),
+        "reprocess_failed": [sha[:12] for r in reprocess_results for sha in r["failed"]],
+        "checkpoint": stored,
+    }
+
+
+dag = evidence_nightly()
+
+if __name__ == "__main__":
+    dag.test()

@@ -1,0 +1,196 @@
+"""Run the evidence DAGs for real (``dag.test()``) in their own Airflow home, one subprocess per run.
+
+Airflow reads its configuration once per process, so every run gets a fresh interpreter with the
+environment a test builds (its AIRFLOW_HOME, SQLite metadata DB, EVIDENCE_* settings and the
+``evidence_s3`` Connection as AIRFLOW_CONN_EVIDENCE_S3).
+
+Run as ``python -m tests.integration.airflow_support DAG_ID [options]``; options inject faults
+for the tests, all in this test process and never in the library:
+
+* ``--crash-after-preserve MARKER``: the first preservation writes the vault object, then the task
+  dies (a ``BaseException`` the batch cannot catch) before anything reaches the ledger, as if the
+  worker were killed; MARKER (a file) makes it happen once. Needs ``EVIDENCE_WORKERS=1`` so the
+  analysis runs in the task's own process.
+* ``--fail-get-object KEY``: every S3 GetObject of KEY on the Connection's client fails as a
+  dropped connection (a botocore event hook).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+DAGS = REPO / "dags"
+PYTHON = sys.executable
+DAG_FILES = {"evidence_intake": DAGS / "evidence_intake.py", "evidence_nightly": DAGS / "evidence_nightly.py"}
+RESULT_PREFIX = "DAG-TEST-RESULT "
+
+
+def airflow_env(home: Path, *, db_url: str | None = None, **extra: str) -> dict[str, str]:
+    """Environment for an isolated Airflow: own home, SQLite metadata DB, no examples, low parallelism."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__"))}
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url or f"sqlite:///{home / 'airflow.db'}",
+            "PYTHONPATH": os.pathsep.join([str(REPO), str(DAGS)]),
+            "EVIDENCE_RETRY_DELAY_SECONDS": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def migrate(env: Mapping[str, str]) -> None:
+    """``airflow db migrate`` once for a home."""
+    subprocess.run(
+        [str(Path(PYTHON).parent / "airflow"), "db", "migrate"],
+        env=dict(env),
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
+
+
+def s3_connection(endpoint: str, bucket: str) -> str:
+    """AIRFLOW_CONN_EVIDENCE_S3 value: an aws Connection to ``endpoint`` naming ``bucket``."""
+    return json.dumps(
+        {
+            "conn_type": "aws",
+            "login": "testing",
+            "password": "testing",
+            "extra": {
+                "endpoint_url": endpoint,
+                "region_name": "us-east-1",
+                "config_kwargs": {"s3": {"addressing_style": "path"}},
+                "service_config": {"s3": {"bucket_name": bucket}},
+            },
+        }
+    )
+
+
+@dataclass(frozen=True)
+class DagRunResult:
+    """State of a finished ``dag.test()`` run and the subprocess output."""
+
+    state: str
+    run_id: str | None
+    output: str
+
+
+def run_dag(
+    env: Mapping[str, str],
+    dag_id: str,
+    *,
+    conf: Mapping[str, Any] | None = None,
+    crash_after_preserve: Path | None = None,
+    fail_get_object: str | None = None,
+    timeout: float = 120,
+) -> DagRunResult:
+    """Run one DAG with ``dag.test()`` in a subprocess; returns its final state."""
+    argv = [PYTHON, "-m", "tests.integration.airflow_support", dag_id]
+    if conf:
+        argv += ["--conf", json.dumps(conf)]
+    if crash_after_preserve:
+        argv += ["--crash-after-preserve", str(crash_after_preserve)]
+    if fail_get_object:
+        argv += ["--fail-get-object", fail_get_object]
+    done = subprocess.run(
+        argv, env=dict(env), cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    output = done.stdout + done.stderr
+    for line in done.stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            data = json.loads(line.removeprefix(RESULT_PREFIX))
+            return DagRunResult(data["state"], data["run_id"], output)
+    msg = f"dag.test() of {dag_id} ended without a result (exit {done.returncode}):\n{output[-4000:]}"
+    raise AssertionError(msg)
+
+
+# ---------------------------------------------------------------------------------------------
+# The subprocess side
+
+
+class SimulatedWorkerKill(BaseException):  # noqa: N818 (named after what it simulates)
+    """Raised once after the vault write: nothing below ``except Exception`` can swallow it."""
+
+
+def install_crash_after_preserve(marker: Path) -> None:
+    """Make the first preservation die after writing the vault object (once, via ``marker``)."""
+    from verification import pipeline
+
+    original = pipeline.preserve
+
+    def preserve_then_die(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        if not marker.exists():
+            marker.write_text("crashed once\n")
+            raise SimulatedWorkerKill("worker killed between vault write and ledger commit")
+        return result
+
+    pipeline.preserve = preserve_then_die  # type: ignore[assignment]
+
+
+def install_get_object_failure(key: str) -> None:
+    """Every GetObject of ``key`` on the S3Hook's clients fails like a dropped connection."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from botocore.exceptions import ConnectionClosedError
+
+    def refuse(params: Mapping[str, Any], **_: Any) -> None:
+        if params.get("Key") == key:
+            raise ConnectionClosedError(endpoint_url=f"injected failure for {key}")
+
+    original = S3Hook.get_conn
+
+    def get_conn(self: Any) -> Any:
+        client = original(self)
+        client.meta.events.register(
+            "before-parameter-build.s3.GetObject", refuse, unique_id="test-fail-get-object"
+        )
+        return client
+
+    S3Hook.get_conn = get_conn  # type: ignore[method-assign]
+
+
+def load_dag(dag_id: str) -> Any:
+    """Import a DAG file the way the DAG processor would (the dags folder on sys.path)."""
+    sys.path.insert(0, str(DAGS))
+    spec = importlib.util.spec_from_file_location(dag_id, DAG_FILES[dag_id])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.dag
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one DAG with dag.test() and print its final state as one JSON line."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("dag_id", choices=sorted(DAG_FILES))
+    parser.add_argument("--conf", type=json.loads, default=None)
+    parser.add_argument("--crash-after-preserve", type=Path)
+    parser.add_argument("--fail-get-object")
+    args = parser.parse_args(argv)
+    if args.crash_after_preserve:
+        install_crash_after_preserve(args.crash_after_preserve)
+    if args.fail_get_object:
+        install_get_object_failure(args.fail_get_object)
+    run = load_dag(args.dag_id).test(run_conf=args.conf)
+    state = str(getattr(run.state, "value", run.state))
+    print(RESULT_PREFIX + json.dumps({"state": state, "run_id": run.run_id}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
