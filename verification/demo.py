@@ -5,9 +5,13 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from verification.claims import Claims, parse_time
 from verification.config import Settings
+
+if TYPE_CHECKING:
+    from verification.pipeline import Context, Outcome
 
 
 def demo_settings(settings: Settings) -> Settings:
@@ -88,9 +92,9 @@ def _self_command() -> str:
     return "evidence"
 
 
-def _run(ctx: object, demo: Settings, direct: bool) -> list[object]:
+def _run(ctx: Context, demo: Settings, direct: bool) -> list[Outcome]:
     from verification import pipeline
 
     print("\n2. Processing incoming/ (preserve, hash, identify, extract, check, dedupe, record)\n")
     sys.stdout.flush()
-    return list(pipeline.ingest(ctx, workers=demo.workers))  # type: ignore[arg-type]
+    return pipeline.ingest(ctx, workers=demo.workers)

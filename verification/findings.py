@@ -5,7 +5,7 @@ Findings are signals for an analyst, never verdicts. The item's status is derive
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -46,12 +46,13 @@ def derive_status(findings: Iterable[Finding]) -> tuple[Status, list[str]]:
     ``inconsistent``, any warning ``needs-review``; otherwise it is ``consistent``.
     """
     items = list(findings)
-    for status, test in (
+    rules: tuple[tuple[Status, Callable[[Finding], bool]], ...] = (
         ("unreadable", lambda f: f.code == "unreadable"),
         ("inconsistent", lambda f: f.severity == "critical"),
         ("needs-review", lambda f: f.severity == "warning"),
-    ):
+    )
+    for status, test in rules:
         reasons = [f.code for f in items if test(f)]
         if reasons:
-            return status, reasons  # type: ignore[return-value]
+            return status, reasons
     return "consistent", []

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC
 from multiprocessing import get_context
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -872,7 +872,7 @@ def _record_validation(
     findings: list[Finding],
 ) -> None:
     assert analysis.digests is not None and analysis.info is not None
-    outcome = "success" if status == "consistent" else "warning"
+    outcome: Literal["success", "warning"] = "success" if status == "consistent" else "warning"
     ctx.ledger.append(
         analysis.digests.sha256,
         "validation",

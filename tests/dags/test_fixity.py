@@ -49,9 +49,7 @@ def _fixity_events(ctx: Context, sha: str) -> list[Event]:
     with Session(ctx.engine) as session:
         return list(
             session.scalars(
-                select(Event).where(
-                    Event.item_sha256 == sha, Event.step_key.startswith("fixity:")
-                )
+                select(Event).where(Event.item_sha256 == sha, Event.step_key.startswith("fixity:"))
             )
         )
 
@@ -132,9 +130,7 @@ def test_checkpoint_is_stored_write_once_in_the_bucket(ctx: Context) -> None:
     assert ctx.ledger.verify().ok
 
 
-def test_cli_command_exits_1_on_a_problem(
-    ctx: Context, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_command_exits_1_on_a_problem(ctx: Context, capsys: pytest.CaptureFixture[str]) -> None:
     """`evidence fixity` prints a table and exits 1 when an original is missing."""
     parser = argparse.ArgumentParser()
     commands: dict[str, fixity.Handler] = {}

@@ -31,7 +31,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
 PYTHON = sys.executable
-DAG_FILES = {"evidence_intake": DAGS / "evidence_intake.py", "evidence_nightly": DAGS / "evidence_nightly.py"}
+DAG_FILES = {
+    "evidence_intake": DAGS / "evidence_intake.py",
+    "evidence_nightly": DAGS / "evidence_nightly.py",
+}
 RESULT_PREFIX = "DAG-TEST-RESULT "
 
 
@@ -115,7 +118,9 @@ def run_dag(
         if line.startswith(RESULT_PREFIX):
             data = json.loads(line.removeprefix(RESULT_PREFIX))
             return DagRunResult(data["state"], data["run_id"], output)
-    msg = f"dag.test() of {dag_id} ended without a result (exit {done.returncode}):\n{output[-4000:]}"
+    msg = (
+        f"dag.test() of {dag_id} ended without a result (exit {done.returncode}):\n{output[-4000:]}"
+    )
     raise AssertionError(msg)
 
 

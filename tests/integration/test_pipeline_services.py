@@ -20,8 +20,12 @@ KYIV = (50.4501, 30.5234, 179.0)
 
 def _settings(tmp_path: Path, store: S3Store, **kw: object):  # type: ignore[no-untyped-def]
     return make_settings(
-        tmp_path / "home", store="s3", s3_bucket=store.bucket, s3_endpoint_url=store.client.meta.endpoint_url,
-        s3_region="us-east-1", **kw,
+        tmp_path / "home",
+        store="s3",
+        s3_bucket=store.bucket,
+        s3_endpoint_url=store.client.meta.endpoint_url,
+        s3_region="us-east-1",
+        **kw,
     )
 
 
@@ -34,12 +38,18 @@ def _submit_three(ctx: pipeline.Context, tmp_path: Path) -> list[bytes]:
     for i, data in enumerate(files):
         path = tmp_path / f"f{i}.jpg"
         path.write_bytes(data)
-        submit_file(ctx.store, path, Claims("case-s3", "w", KYIV[0], KYIV[1], datetime(2024, 3, 14, 9, 30, tzinfo=UTC)))
+        submit_file(
+            ctx.store,
+            path,
+            Claims("case-s3", "w", KYIV[0], KYIV[1], datetime(2024, 3, 14, 9, 30, tzinfo=UTC)),
+        )
     return files
 
 
 @pytest.mark.integration
-def test_s3_submissions_are_preserved_with_versions_and_verified(tmp_path: Path, s3_store: S3Store) -> None:
+def test_s3_submissions_are_preserved_with_versions_and_verified(
+    tmp_path: Path, s3_store: S3Store
+) -> None:
     """Through moto's HTTP server: vault copies carry version ids, the chain verifies, reruns add nothing."""
     ctx = init_context(_settings(tmp_path, s3_store, workers=2), store=s3_store)
     files = _submit_three(ctx, tmp_path)
@@ -69,3 +79,23 @@ def test_pipeline_on_postgresql_ledger(tmp_path: Path, s3_store: S3Store, pg_url
     again = [pipeline.process_submission(ctx, o.key) for o in outcomes]
     assert again == outcomes
     ctx.engine.dispose()
+
+
+@pytest.mark.integration
+def test_hostile_keys_from_the_bucket_fail_alone(tmp_path: Path, s3_store: S3Store) -> None:
+    """Objects dropped by other clients under unsafe keys are refused with a reason; the rest proceed."""
+    ctx = init_context(_settings(tmp_path, s3_store), store=s3_store)
+    good = photo(3, taken="2024:03:14 11:20:05")
+    s3_store.client.put_object(Bucket=s3_store.bucket, Key="incoming/case-x/ok.jpg", Body=good)
+    for key in (
+        "incoming/case-x/..\\..\\win.jpg",
+        "incoming/case-x//double.jpg",
+        "incoming/case-x/a/./b.jpg",
+    ):
+        s3_store.client.put_object(Bucket=s3_store.bucket, Key=key, Body=b"\xff\xd8\xff")
+    outcomes = {o.key: o for o in pipeline.ingest(ctx)}
+    assert outcomes["incoming/case-x/ok.jpg"].status == "consistent"
+    hostile = [o for k, o in outcomes.items() if k != "incoming/case-x/ok.jpg"]
+    assert len(hostile) == 3
+    assert all(o.status == "failed" and "InvalidKey" in (o.error or "") for o in hostile)
+    assert ctx.ledger.verify().ok
