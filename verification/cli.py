@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--direct", action="store_true", help="run `ingest` directly instead of the Airflow DAG"
     )
+    from verification.extensions import register_all
+
+    register_all(sub, COMMANDS)
     return parser
 
 

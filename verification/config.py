@@ -139,7 +139,11 @@ def render_configuration_doc() -> str:
         "| --- | --- | --- |",
     ]
     for name, field in Settings.model_fields.items():
-        default = "all cores" if field.default_factory is not None and name == "workers" else field.default
+        default = (
+            "all cores"
+            if field.default_factory is not None and name == "workers"
+            else field.default
+        )
         if field.default_factory is not None and name != "workers":
             default = field.default_factory()  # type: ignore[call-arg]
         shown = "(unset)" if default is None else f"`{default}`"

@@ -9,7 +9,7 @@ from typing import Any
 Handler = Callable[[Any, argparse.Namespace], int]
 
 # Modules that define ``register(subparsers, commands)``; each adds its own sub-commands.
-MODULES: tuple[str, ...] = ("verification.fixity",)
+MODULES: tuple[str, ...] = ("verification.fixity", "verification.export_cli")
 
 
 def register_all(

@@ -232,7 +232,9 @@ def _check_imprint(response: TimeStampResponse, digest: bytes) -> None:
 def _check_nonce(response: TimeStampResponse, nonce: int) -> None:
     found = response.tst_info.nonce
     if found != nonce:
-        msg = f"nonce mismatch: expected {nonce}, token carries {found} (a replayed or foreign reply)"
+        msg = (
+            f"nonce mismatch: expected {nonce}, token carries {found} (a replayed or foreign reply)"
+        )
         raise TimestampError(msg)
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -185,15 +185,20 @@ def check_bag_structure(path: Path) -> None:
         raise PackageFailure("bag", "bagit.txt is missing (not a BagIt bag)")
     _reject_links(path)
     payload_files, tag_files = _files_on_disk(path)
-    for alg in ALGORITHMS:
-        for kind, name, on_disk in (
-            ("payload manifest", f"manifest-{alg}.txt", payload_files),
-            ("tag manifest", f"tagmanifest-{alg}.txt", tag_files),
-        ):
-            if not (path / name).is_file():
-                raise PackageFailure("bag", f"{kind} {name} is missing")
-            listed = read_manifest(path / name, payload=kind == "payload manifest", alg=alg)
-            _compare(name, set(listed), on_disk)
+    manifests = [
+        (kind, f"{prefix}-{alg}.txt", alg, on_disk)
+        for alg in ALGORITHMS
+        for kind, prefix, on_disk in (
+            ("payload manifest", "manifest", payload_files),
+            ("tag manifest", "tagmanifest", tag_files),
+        )
+    ]
+    for kind, name, _alg, _files in manifests:
+        if not (path / name).is_file():
+            raise PackageFailure("bag", f"{kind} {name} is missing")
+    for kind, name, alg, on_disk in manifests:
+        listed = read_manifest(path / name, payload=kind == "payload manifest", alg=alg)
+        _compare(name, set(listed), on_disk)
     _check_oxum(path, payload_files)
 
 
@@ -335,7 +340,7 @@ def _check_content(path: Path, state: _State) -> dict[str, Any]:
     for entry in index.get("items", []):
         sha = _item_sha(entry)
         _check_original(sha, entry, payload)
-        events = _check_chain(path, sha, entry, state)
+        events = _check_chain(path, sha, state)
         _check_redactions(sha, entry, events, payload)
         _check_export_event(sha, index["export"], events, oxum)
         state.items += 1
@@ -372,7 +377,7 @@ def _check_original(sha: str, entry: Mapping[str, Any], payload: Mapping[str, st
         )
 
 
-def _check_chain(path: Path, sha: str, entry: Mapping[str, Any], state: _State) -> list[Any]:
+def _check_chain(path: Path, sha: str, state: _State) -> list[Any]:
     from verification.custody import CustodyEvent, verify_chain
 
     rel = f"{CUSTODY}/{sha}.json"
@@ -517,6 +522,8 @@ def _check_timestamp(path: Path, state: _State, roots: bytes | None) -> None:
     if not token_file.is_file():
         state.timestamp = "pending (no token in the package)"
         return
+    if not (path / CHECKPOINT_MESSAGE).is_file():
+        raise PackageFailure("timestamp", "a token without the checkpoint it time-stamps")
     message = (path / CHECKPOINT_MESSAGE).read_bytes()
     token = token_file.read_bytes()
     try:
@@ -530,8 +537,3 @@ def _check_timestamp(path: Path, state: _State, roots: bytes | None) -> None:
     except TimestampError as exc:
         raise PackageFailure("timestamp", str(exc)) from exc
     state.timestamp = f"verified: checkpoint existed at {info.gen_time.isoformat()} (TSA time)"
-
-
-def iter_failures(report: ExportReport) -> Iterator[str]:
-    """The report's failures, first one first."""
-    yield from report.failures

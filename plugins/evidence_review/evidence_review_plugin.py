@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
+
 from evidence_review.app import app
 
 URL_PREFIX = "/evidence"

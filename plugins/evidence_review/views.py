@@ -143,12 +143,16 @@ def map_center(record: Mapping[str, Any]) -> tuple[float, float] | None:
 
 def duplicates_earliest_first(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """Near and exact duplicates, the earliest-seen copy first."""
-    return sorted(record.get("duplicates", []), key=lambda d: (d.get("first_seen") or "", d["item"]))
+    return sorted(
+        record.get("duplicates", []), key=lambda d: (d.get("first_seen") or "", d["item"])
+    )
 
 
 def image_derivatives(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """Thumbnail and keyframes: derivatives the browser may display as images."""
-    return [d for d in record.get("derivatives", []) if d.get("mime") in {"image/jpeg", "image/png"}]
+    return [
+        d for d in record.get("derivatives", []) if d.get("mime") in {"image/jpeg", "image/png"}
+    ]
 
 
 def agent_names(agents: Iterable[Mapping[str, Any]]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,9 +79,7 @@ def local_evidence(tmp_path: Path, airflow_base_env: dict[str, str]) -> Evidence
 
 
 @pytest.fixture
-def s3_evidence(
-    tmp_path: Path, airflow_base_env: dict[str, str], s3_server: str
-) -> Iterator[Evidence]:
+def s3_evidence(tmp_path: Path, airflow_base_env: dict[str, str], s3_server: str) -> Evidence:
     """A versioned bucket on the moto server, reached by the DAGs only through ``evidence_s3``.
 
     The EVIDENCE_* settings still say ``local``: a DAG that ignored the Connection would find
@@ -93,7 +90,7 @@ def s3_evidence(
     bucket = f"evidence-{uuid.uuid4().hex[:12]}"
     store = S3Store(bucket, endpoint_url=s3_server, region="us-east-1")
     store.ensure_bucket(versioning=True)
-    yield _evidence(
+    return _evidence(
         tmp_path,
         airflow_base_env,
         store,

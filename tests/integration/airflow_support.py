@@ -4,7 +4,9 @@ Airflow reads its configuration once per process, so every run gets a fresh inte
 environment a test builds (its AIRFLOW_HOME, SQLite metadata DB, EVIDENCE_* settings and the
 ``evidence_s3`` Connection as AIRFLOW_CONN_EVIDENCE_S3).
 
-Run as ``python -m tests.integration.airflow_support DAG_ID [options]``; options inject faults
+Run as ``python -m tests.integration.airflow_support run DAG_ID [options]`` (or ``inspect FILE``
+for the integrity test: import with network and database connections refused, then a DagBag);
+``run`` options inject faults
 for the tests, all in this test process and never in the library:
 
 * ``--crash-after-preserve MARKER``: the first preservation writes the vault object, then the task
@@ -23,7 +25,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,14 +60,18 @@ def airflow_env(home: Path, *, db_url: str | None = None, **extra: str) -> dict[
 
 
 def migrate(env: Mapping[str, str]) -> None:
-    """``airflow db migrate`` once for a home."""
-    subprocess.run(
+    """``airflow db migrate`` once for a home; the output is shown when it fails."""
+    done = subprocess.run(
         [str(Path(PYTHON).parent / "airflow"), "db", "migrate"],
         env=dict(env),
-        check=True,
         capture_output=True,
+        text=True,
         timeout=180,
+        check=False,
     )
+    if done.returncode != 0:
+        msg = f"airflow db migrate failed:\n{(done.stdout + done.stderr)[-4000:]}"
+        raise RuntimeError(msg)
 
 
 def s3_connection(endpoint: str, bucket: str) -> str:
@@ -103,7 +110,7 @@ def run_dag(
     timeout: float = 120,
 ) -> DagRunResult:
     """Run one DAG with ``dag.test()`` in a subprocess; returns its final state."""
-    argv = [PYTHON, "-m", "tests.integration.airflow_support", dag_id]
+    argv = [PYTHON, "-m", "tests.integration.airflow_support", "run", dag_id]
     if conf:
         argv += ["--conf", json.dumps(conf)]
     if crash_after_preserve:
@@ -124,11 +131,32 @@ def run_dag(
     raise AssertionError(msg)
 
 
+def inspect_in_subprocess(env: Mapping[str, str], path: Path) -> dict[str, Any]:
+    """:func:`inspect_dag_file` in a fresh interpreter with ``env``."""
+    done = subprocess.run(
+        [PYTHON, "-m", "tests.integration.airflow_support", "inspect", str(path)],
+        env=dict(env),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    for line in done.stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            result: dict[str, Any] = json.loads(line.removeprefix(RESULT_PREFIX))
+            return result
+    msg = (
+        f"inspecting {path} failed (exit {done.returncode}):\n{(done.stdout + done.stderr)[-4000:]}"
+    )
+    raise AssertionError(msg)
+
+
 # ---------------------------------------------------------------------------------------------
 # The subprocess side
 
 
-class SimulatedWorkerKill(BaseException):  # noqa: N818 (named after what it simulates)
+class SimulatedWorkerKill(BaseException):
     """Raised once after the vault write: nothing below ``except Exception`` can swallow it."""
 
 
@@ -179,21 +207,86 @@ def load_dag(dag_id: str) -> Any:
     return module.dag
 
 
+class IOAtImport(RuntimeError):
+    """A DAG file touched the network or a database while being imported."""
+
+
+@contextmanager
+def no_io() -> Iterator[None]:
+    """Refuse socket connections and database connections (sqlite3, psycopg2) inside the block."""
+    import socket
+    import sqlite3
+    from unittest import mock
+
+    def refuse(*args: Any, **_kw: Any) -> None:
+        msg = f"I/O at DAG import: connect{args[1:]!r}"
+        raise IOAtImport(msg)
+
+    patches = [
+        mock.patch.object(socket.socket, "connect", refuse),
+        mock.patch.object(socket.socket, "connect_ex", refuse),
+        mock.patch.object(sqlite3, "connect", refuse),
+    ]
+    if importlib.util.find_spec("psycopg2") is not None:
+        patches.append(mock.patch("psycopg2.connect", refuse))
+    with ExitStack() as stack:
+        for patch in patches:
+            stack.enter_context(patch)
+        yield
+
+
+def inspect_dag_file(path: Path) -> dict[str, Any]:
+    """What the integrity test checks: I/O at import, DagBag import errors, per-DAG policy facts."""
+    import airflow  # noqa: F401 (configure Airflow before the I/O guard goes up)
+
+    io_error = None
+    sys.path.insert(0, str(DAGS))
+    try:
+        with no_io():
+            spec = importlib.util.spec_from_file_location(f"_probe_{path.stem}", path)
+            assert spec is not None and spec.loader is not None
+            spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    except IOAtImport as exc:
+        io_error = str(exc)
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(path), bundle_path=DAGS)
+    dags = {
+        dag_id: {
+            "tags": sorted(dag.tags),
+            "owner": dag.default_args.get("owner"),
+            "retries": dag.default_args.get("retries"),
+            "catchup": dag.catchup,
+            "doc_md": bool(dag.doc_md),
+            "task_owners": sorted({t.owner for t in dag.tasks}),
+        }
+        for dag_id, dag in bag.dags.items()
+    }
+    return {"io_error": io_error, "import_errors": dict(bag.import_errors), "dags": dags}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run one DAG with dag.test() and print its final state as one JSON line."""
+    """``run DAG_ID [options]`` (dag.test()) or ``inspect FILE``; prints one JSON result line."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("dag_id", choices=sorted(DAG_FILES))
-    parser.add_argument("--conf", type=json.loads, default=None)
-    parser.add_argument("--crash-after-preserve", type=Path)
-    parser.add_argument("--fail-get-object")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run")
+    run.add_argument("dag_id", choices=sorted(DAG_FILES))
+    run.add_argument("--conf", type=json.loads, default=None)
+    run.add_argument("--crash-after-preserve", type=Path)
+    run.add_argument("--fail-get-object")
+    inspect = sub.add_parser("inspect")
+    inspect.add_argument("path", type=Path)
     args = parser.parse_args(argv)
+    if args.command == "inspect":
+        print(RESULT_PREFIX + json.dumps(inspect_dag_file(args.path)), flush=True)
+        return 0
     if args.crash_after_preserve:
         install_crash_after_preserve(args.crash_after_preserve)
     if args.fail_get_object:
         install_get_object_failure(args.fail_get_object)
-    run = load_dag(args.dag_id).test(run_conf=args.conf)
-    state = str(getattr(run.state, "value", run.state))
-    print(RESULT_PREFIX + json.dumps({"state": state, "run_id": run.run_id}), flush=True)
+    dag_run = load_dag(args.dag_id).test(run_conf=args.conf)
+    state = str(getattr(dag_run.state, "value", dag_run.state))
+    print(RESULT_PREFIX + json.dumps({"state": state, "run_id": dag_run.run_id}), flush=True)
     return 0
 
 

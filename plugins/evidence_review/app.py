@@ -1,0 +1,364 @@
+"""The review app: queue, item, case pages and the three POST actions (decide, download, export).
+
+Every route needs an authenticated Airflow user (app-wide dependency); reads need GET and
+actions need PUT on the evidence Dag (see ``security``). GET handlers never write: the only
+writes are custody events made by ``verification.review`` behind CSRF-checked POSTs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from airflow.api_fastapi.core_api.security import GetUserDep
+from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request, status
+from fastapi import Path as PathParam
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from evidence_review import security, views
+from verification import review
+from verification.pipeline import Context, derivative_key
+from verification.report import item_report
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).parent / "templates"
+SHA = Annotated[str, PathParam(pattern="^[0-9a-f]{64}$")]
+CASE = Annotated[str, PathParam(min_length=1, max_length=200)]
+CHUNK = 1024 * 1024
+BASE_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+    "frame-ancestors 'self'; base-uri 'none'; img-src 'self'"
+)
+
+
+def open_default_context() -> Context:
+    """The pipeline context from ``EVIDENCE_*`` settings of the API server's environment."""
+    from verification.config import load_settings
+    from verification.pipeline import open_context
+
+    return open_context(load_settings())
+
+
+def build_app(
+    open_ctx: Callable[[], Context] = open_default_context,
+    secret: Callable[[], bytes] = security.airflow_secret,
+) -> FastAPI:
+    """The FastAPI app; tests pass their own context and secret."""
+    app = FastAPI(
+        title="Evidence review",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        dependencies=[security.authenticated],
+    )
+    app.state.contexts = _Lazy(open_ctx)
+    app.state.secret = _Lazy(secret)
+    app.state.templates = Environment(
+        loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined
+    )
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.middleware("http")(_security_headers)
+    _routes(app)
+    return app
+
+
+class _Lazy:
+    """Build a value on first use (not at plugin import, which happens in every Airflow CLI)."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory, self._value, self._lock = factory, None, threading.Lock()
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._value is None:
+                self._value = self._factory()
+            return self._value
+
+
+def _ctx(request: Request) -> Context:
+    ctx: Context = request.app.state.contexts.get()
+    return ctx
+
+
+def _secret(request: Request) -> bytes:
+    secret: bytes = request.app.state.secret.get()
+    return secret
+
+
+def _base(request: Request) -> str:
+    """Where the app is mounted (``/evidence`` under Airflow), for links."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def _render(request: Request, name: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+    template = request.app.state.templates.get_template(name)
+    html = template.render(base=_base(request), **values)
+    return HTMLResponse(html, status_code=status_code)
+
+
+async def _security_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
+    response: Response = await call_next(request)
+    response.headers.setdefault("Content-Security-Policy", BASE_CSP)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    login = None
+    if exc.status_code == status.HTTP_401_UNAUTHORIZED:
+        login = security.login_url(_base(request) + "/")
+    return _render(
+        request,
+        "error.html",
+        exc.status_code,
+        code=exc.status_code,
+        message=exc.detail,
+        login=login,
+    )
+
+
+def _routes(app: FastAPI) -> None:
+    app.get("/", response_class=HTMLResponse, dependencies=[security.can_read])(queue_page)
+    app.get("/item/{sha}", response_class=HTMLResponse, dependencies=[security.can_read])(item_page)
+    app.get("/item/{sha}/derivative/{name}", dependencies=[security.can_read])(derivative)
+    app.get("/case/{case}", response_class=HTMLResponse, dependencies=[security.can_read])(
+        case_page
+    )
+    csrf = security.csrf_protected(_secret)
+    writes = [security.can_review, Depends(csrf)]
+    app.post("/item/{sha}/decision", dependencies=writes)(decide)
+    app.post("/item/{sha}/original", dependencies=writes)(download_original)
+    app.post("/case/{case}/export", dependencies=writes)(export_case)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pages
+
+
+def queue_page(
+    request: Request,
+    case: str = "",
+    status_: Annotated[str, Query(alias="status")] = "",
+    finding: str = "",
+    submitter: str = "",
+    since: str = "",
+    until: str = "",
+    sort: str = review.DEFAULT_SORT,
+    page: int = 1,
+    page_size: int = 50,
+) -> HTMLResponse:
+    """The review queue: filters, sort, one page of items with their finding badges."""
+    ctx = _ctx(request)
+    filters = review.QueueFilters(
+        case=case or None,
+        status=status_ or None,
+        finding=finding or None,
+        submitter=submitter or None,
+        since=_day(since, "since"),
+        until=_day(until, "until", next_day=True),
+    )
+    try:
+        result = review.queue(ctx.engine, filters, sort, page, page_size)
+    except review.ReviewError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+    chosen = {
+        "case": case,
+        "status": status_,
+        "finding": finding,
+        "submitter": submitter,
+        "since": since,
+        "until": until,
+        "sort": sort,
+        "page_size": page_size,
+    }
+    return _render(
+        request,
+        "queue.html",
+        page=result,
+        chosen=chosen,
+        cases=review.cases(ctx.engine),
+        codes=review.finding_codes(ctx.engine),
+        statuses=review.STATUSES,
+        sorts=list(review.SORTS),
+        link=lambda n: "?" + urlencode({**{k: v for k, v in chosen.items() if v}, "page": n}),
+    )
+
+
+def item_page(request: Request, sha: SHA, user: GetUserDep) -> HTMLResponse:
+    """Everything about one item, its custody timeline with a live chain check, the forms."""
+    ctx = _ctx(request)
+    report = _report(ctx, sha)
+    record = report["record"]
+    events = ctx.ledger.events(sha)
+    center = views.map_center(record)
+    tile = ctx.settings.tile_url
+    response = _render(
+        request,
+        "item.html",
+        report=report,
+        item=report["item"],
+        record=record,
+        findings=views.sorted_findings(record.get("findings", [])),
+        metadata=views.metadata_rows(record.get("metadata") or {}),
+        raw=views.raw_rows(record.get("raw") or {}),
+        comparisons=views.comparisons(record),
+        map=views.map_view(record),
+        tile=views.tile_url(tile, *center) if tile and center else None,
+        images=views.image_derivatives(record),
+        duplicates=views.duplicates_earliest_first(record),
+        events=events,
+        history=review.decisions(events),
+        decisions=review.DECISIONS,
+        may_review=security.may_review(user),
+        csrf=security.csrf_token(request, _secret(request)),
+        agent_names=views.agent_names,
+        compact_json=views.compact_json,
+    )
+    origin = views.tile_origin(tile) if tile else None
+    if origin:
+        response.headers["Content-Security-Policy"] = BASE_CSP.replace(
+            "img-src 'self'", f"img-src 'self' {origin}"
+        )
+    return response
+
+
+def case_page(request: Request, case: CASE, user: GetUserDep) -> HTMLResponse:
+    """Counts per status and per finding for one case, and the export button."""
+    ctx = _ctx(request)
+    try:
+        summary = review.case_summary(ctx.engine, case)
+    except KeyError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such case") from exc
+    return _render(
+        request,
+        "case.html",
+        summary=summary,
+        may_review=security.may_review(user),
+        csrf=security.csrf_token(request, _secret(request)),
+        link=lambda **kw: "?" + urlencode({"case": case, **kw}),
+    )
+
+
+def derivative(request: Request, sha: SHA, name: str) -> Response:
+    """A thumbnail or keyframe of an item (never the original), as listed in its record."""
+    ctx = _ctx(request)
+    entry = next(
+        (d for d in views.image_derivatives(_report(ctx, sha)["record"]) if d["name"] == name), None
+    )
+    if entry is None or entry.get("key") != derivative_key(sha, name):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such derivative")
+    with ctx.store.open(entry["key"]) as handle:
+        data = handle.read(32 * CHUNK)
+    return Response(data, media_type=entry["mime"], headers={"Cache-Control": "no-store"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Actions (POST, CSRF-checked, review permission)
+
+
+def decide(
+    request: Request,
+    sha: SHA,
+    analyst: Annotated[str, Depends(security.analyst_name)],
+    decision: Annotated[str, Form()] = "",
+    note: Annotated[str, Form()] = "",
+) -> Response:
+    """Record a decision as a custody event, then show the item again (POST-redirect-GET)."""
+    ctx = _ctx(request)
+    try:
+        review.record_decision(ctx, sha, decision, note, analyst)
+    except review.ReviewError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+    except KeyError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such item") from exc
+    return RedirectResponse(f"{_base(request)}/item/{sha}#decisions", status.HTTP_303_SEE_OTHER)
+
+
+def download_original(
+    request: Request,
+    sha: SHA,
+    analyst: Annotated[str, Depends(security.analyst_name)],
+    purpose: Annotated[str, Form()] = "",
+) -> Response:
+    """Write an ``access`` custody event, then stream the preserved original as an attachment."""
+    ctx = _ctx(request)
+    item = _report(ctx, sha)["item"]
+    try:
+        review.record_access(ctx, sha, analyst, purpose)
+    except review.ReviewError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+    handle = ctx.store.open(item["vault_key"], item.get("vault_version"))
+    extension = "".join(c for c in item["format"] if c.isalnum())[:8] or "bin"
+    return StreamingResponse(
+        _chunks(handle),
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{sha}.{extension}"'},
+    )
+
+
+def export_case(
+    request: Request, case: CASE, analyst: Annotated[str, Depends(security.analyst_name)]
+) -> Response:
+    """Record an ``export`` event per item, then return the case as one JSON document."""
+    ctx = _ctx(request)
+    try:
+        review.case_summary(ctx.engine, case)
+    except KeyError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such case") from exc
+    review.record_export(ctx, case, analyst)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in case)
+    return JSONResponse(
+        review.case_export_json(ctx, case),
+        headers={"Content-Disposition": f'attachment; filename="{safe}.json"'},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _report(ctx: Context, sha: str) -> dict[str, Any]:
+    try:
+        return item_report(ctx, sha)
+    except KeyError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such item") from exc
+
+
+def _day(value: str, name: str, *, next_day: bool = False) -> datetime | None:
+    """A YYYY-MM-DD filter bound as a UTC datetime (``until`` includes its whole day)."""
+    if not value:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{name} must be YYYY-MM-DD") from exc
+    moment = datetime(day.year, day.month, day.day)
+    return moment + timedelta(days=1) if next_day else moment
+
+
+def _chunks(handle: Any) -> Iterator[bytes]:
+    try:
+        while chunk := handle.read(CHUNK):
+            yield chunk
+    finally:
+        handle.close()
+
+
+app = build_app()

@@ -1,0 +1,266 @@
+"""The review UI end to end: Airflow's api-server, its own login, Debian Chromium via Selenium.
+
+Starts ``airflow api-server`` (no scheduler) on a free 127.0.0.1 port against a throw-away
+Airflow home and the demo data (plus one submission with a hostile EXIF Make), logs in through
+SimpleAuthManager's login page, opens the "Evidence" nav entry, filters the queue, records a
+decision and checks the timeline. Saves docs/screenshots/queue.png and item.png.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import free_port
+from tests.plugins.evidence_fixtures import (
+    AIRFLOW,
+    REPO,
+    USERS,
+    XSS,
+    airflow_env,
+    migrate_airflow,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+SCREENSHOTS = REPO / "docs" / "screenshots"
+WAIT = 30
+
+
+def _missing_browser() -> str | None:
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not path.exists():
+            return f"{path} is absent: apt-get install -y chromium chromium-driver"
+    return None
+
+
+@pytest.fixture(scope="module")
+def evidence_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """``evidence demo`` data, plus a photo whose EXIF Make is a script tag."""
+    root = tmp_path_factory.mktemp("evidence")
+    env = {**os.environ, "EVIDENCE_HOME": str(root), "EVIDENCE_WORKERS": "1"}
+    subprocess.run(
+        [str(AIRFLOW.parent / "evidence"), "demo"], env=env, check=True, capture_output=True
+    )
+    home = root / "demo"
+    from tests.helpers import photo
+    from verification import pipeline
+    from verification.claims import Claims
+    from verification.config import load_settings
+    from verification.intake import submit_file
+
+    ctx = pipeline.open_context(load_settings(home=home, workers=1))
+    hostile = home / "hostile.jpg"
+    hostile.write_bytes(photo(7, make=XSS, taken="2024:03:15 08:00:00"))
+    sha = submit_file(ctx.store, hostile, Claims("case-kyiv", "mallory")).sha256
+    pipeline.ingest(ctx, workers=1)
+    ctx.engine.dispose()
+    return {"home": home, "hostile": sha}
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, evidence_home: dict[str, Any]
+) -> Iterator[str]:
+    """``airflow api-server`` on a free port with our plugin; yields its base URL."""
+    problem = _missing_browser()
+    if problem:
+        pytest.skip(problem)
+    home = tmp_path_factory.mktemp("airflow")
+    env = {
+        **os.environ,
+        **airflow_env(home),
+        "EVIDENCE_HOME": str(evidence_home["home"]),
+        "EVIDENCE_WORKERS": "1",
+    }
+    migrate_airflow(env)
+    port = free_port()
+    log = (home / "api-server.log").open("wb")
+    process = subprocess.Popen(
+        [str(AIRFLOW), "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(base, process, home / "api-server.log")
+        yield base
+    finally:
+        _stop(process)
+        log.close()
+
+
+def _wait_until_up(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"api-server exited:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=2):
+                return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.5)
+    pytest.fail(f"api-server did not start:\n{log.read_text()[-3000:]}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop the api-server and its workers (its own process group, started above)."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory, server: str) -> Iterator[Any]:
+    """Headless Debian Chromium with a fresh profile; chromedriver given, nothing downloaded."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1440,1100",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(WAIT)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _wait(driver: Any, condition: Any) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, WAIT).until(condition)
+
+
+def _login(driver: Any, base: str, user: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+
+    driver.get(f"{base}/")
+    password = _wait(driver, ec.element_to_be_clickable((By.CSS_SELECTOR, "input[type=password]")))
+    username = driver.find_element(By.CSS_SELECTOR, "input:not([type=password])")
+    username.send_keys(user)
+    password.send_keys(USERS[user][1], Keys.ENTER)
+    _wait(driver, lambda d: "/auth/login" not in d.current_url)
+
+
+def _open_evidence_nav(driver: Any) -> None:
+    """Click the sidebar's "Evidence" entry and enter the iframe it embeds."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    entry = _wait(
+        driver,
+        ec.element_to_be_clickable(
+            (By.XPATH, "//a[.//*[normalize-space()='Evidence'] or normalize-space()='Evidence']")
+        ),
+    )
+    entry.click()
+    _wait(driver, ec.frame_to_be_available_and_switch_to_it((By.CSS_SELECTOR, "iframe")))
+    _wait(driver, ec.presence_of_element_located((By.ID, "queue")))
+
+
+def test_analyst_reviews_an_item_in_the_airflow_ui(
+    browser: Any, server: str, evidence_home: dict[str, Any]
+) -> None:
+    """Log in, open Evidence, filter, open an item, decide, see the decision in the timeline."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select
+
+    _login(browser, server, "analyst")
+    _open_evidence_nav(browser)
+
+    Select(browser.find_element(By.NAME, "status")).select_by_value("inconsistent")
+    browser.find_element(By.ID, "apply-filters").click()
+    _wait(browser, lambda d: "status=inconsistent" in d.execute_script("return location.href"))
+    rows = browser.find_elements(By.CSS_SELECTOR, "#queue tbody tr")
+    assert rows and all("inconsistent" in r.text for r in rows)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.switch_to.default_content()
+    browser.save_screenshot(str(SCREENSHOTS / "queue.png"))
+    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe"))
+
+    rows[0].find_element(By.CSS_SELECTOR, "a.mono").click()
+    _wait(browser, ec.presence_of_element_located((By.ID, "decision-form")))
+    assert "custody chain verified" in browser.find_element(By.ID, "chain-badge").text
+    Select(browser.find_element(By.ID, "decision")).select_by_value("disputed")
+    browser.find_element(By.ID, "note").send_keys(
+        "GPS places it in another country; ask the source."
+    )
+    browser.find_element(By.ID, "record-decision").click()
+
+    history = _wait(browser, ec.presence_of_element_located((By.ID, "decision-history")))
+    assert "GPS places it in another country" in history.text
+    assert "analyst" in history.text
+    timeline = browser.find_elements(By.CSS_SELECTOR, "#custody tbody tr")
+    assert "review" in timeline[-1].text
+    assert "analyst" in timeline[-1].text
+    assert "custody chain verified" in browser.find_element(By.ID, "chain-badge").text
+
+    # Full-page view of the item for the docs (outside the iframe, same session cookie).
+    item_path = browser.execute_script("return location.pathname")
+    browser.switch_to.default_content()
+    browser.get(f"{server}{item_path}")
+    _wait(browser, ec.presence_of_element_located((By.ID, "decision-history")))
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1440, min(int(height) + 40, 4000))
+    browser.save_screenshot(str(SCREENSHOTS / "item.png"))
+    browser.set_window_size(1440, 1100)
+
+
+def test_script_in_exif_make_renders_as_text(
+    browser: Any, server: str, evidence_home: dict[str, Any]
+) -> None:
+    """The hostile Make shows up literally in the metadata table and runs nothing."""
+    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.webdriver.common.by import By
+
+    _login_if_needed(browser, server)
+    browser.get(f"{server}/evidence/item/{evidence_home['hostile']}")
+    table = browser.find_element(By.ID, "metadata")
+    assert XSS in table.text
+    assert not browser.find_elements(By.CSS_SELECTOR, "#metadata script")
+    with pytest.raises(NoAlertPresentException):
+        browser.switch_to.alert.text  # noqa: B018 (the access raises when no alert is open)
+
+
+def _login_if_needed(browser: Any, server: str) -> None:
+    browser.get(f"{server}/evidence/")
+    if "Log in" in browser.page_source:
+        _login(browser, server, "analyst")

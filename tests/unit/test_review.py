@@ -1,0 +1,251 @@
+"""Analyst review: decisions and access as custody events, the queue, case summaries, exports."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert
+
+from tests.helpers import init_context, make_settings
+from verification import review
+from verification.custody import CustodyEvent, verify_chain
+from verification.db import Item, ItemFinding
+from verification.pipeline import Context
+from verification.review import QueueFilters
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Context:
+    return init_context(make_settings(tmp_path / "home"))
+
+
+def add_items(ctx: Context, count: int, **fields: object) -> list[str]:
+    """Insert ``count`` bare items (no pipeline run), one minute apart from T0."""
+    rows = []
+    for n in range(count):
+        sha = hashlib.sha256(uuid.uuid4().bytes).hexdigest()
+        row = {
+            "sha256": sha,
+            "size": 1,
+            "sha1": "0" * 40,
+            "md5": "0" * 32,
+            "format": "jpeg",
+            "mime": "image/jpeg",
+            "kind": "image",
+            "vault_key": f"vault/sha256/{sha[:2]}/{sha[2:4]}/{sha}",
+            "first_seen": T0 + timedelta(minutes=n),
+            "case_id": "case-1",
+            "submitter": "alice",
+            "status": "consistent",
+            "fixity": "success",
+        }
+        rows.append({**row, **fields})
+    with ctx.engine.begin() as conn:
+        conn.execute(insert(Item), rows)
+    return [r["sha256"] for r in rows]
+
+
+def add_finding(ctx: Context, sha: str, code: str, severity: str = "warning") -> None:
+    with ctx.engine.begin() as conn:
+        conn.execute(
+            insert(ItemFinding), [{"item_sha256": sha, "code": code, "severity": severity}]
+        )
+
+
+def test_decision_is_a_signed_review_event_by_the_analyst(ctx: Context) -> None:
+    """record_decision appends a ``review`` event with decision, note, analyst as a person agent."""
+    (sha,) = add_items(ctx, 1)
+    event = review.record_decision(ctx, sha, "verified", "  matches the claim  ", "ana")
+    assert event.type == "review"
+    assert dict(event.detail) == {
+        "decision": "verified",
+        "note": "matches the claim",
+        "analyst": "ana",
+    }
+    assert {"type": "person", "name": "ana"} in [dict(a) for a in event.agents]
+    assert ctx.ledger.verify(sha).ok
+
+
+def test_reversal_adds_an_event_and_wins(ctx: Context) -> None:
+    """A second decision is a new event; both stay, the latest is in force."""
+    (sha,) = add_items(ctx, 1)
+    first = review.record_decision(ctx, sha, "verified", "first look", "ana")
+    second = review.record_decision(ctx, sha, "rejected", "found the original", "ben")
+    events = ctx.ledger.events(sha)
+    assert [e.uuid for e in events] == [first.uuid, second.uuid]
+    assert [d["decision"] for d in review.decisions(events)] == ["verified", "rejected"]
+    assert review.current_decision(events)["analyst"] == "ben"  # type: ignore[index]
+
+
+def test_same_decision_twice_is_two_events(ctx: Context) -> None:
+    """Repeating a decision is not deduplicated: each is its own act by an analyst."""
+    (sha,) = add_items(ctx, 1)
+    review.record_decision(ctx, sha, "disputed", "same", "ana")
+    review.record_decision(ctx, sha, "disputed", "same", "ana")
+    assert len(ctx.ledger.events(sha)) == 2
+
+
+@pytest.mark.parametrize(
+    ("decision", "note", "analyst", "message"),
+    [
+        ("authentic", "n", "ana", "decision must be one of"),
+        ("verified", "", "ana", "note is required"),
+        ("verified", " \n ", "ana", "note is required"),
+        ("verified", "x" * 4001, "ana", "longer than 4000"),
+        ("verified", "n", "", "analyst is required"),
+    ],
+)
+def test_invalid_decision_raises_and_writes_nothing(
+    ctx: Context, decision: str, note: str, analyst: str, message: str
+) -> None:
+    """Unknown decisions, empty or oversized notes and anonymous analysts are refused."""
+    (sha,) = add_items(ctx, 1)
+    with pytest.raises(review.ReviewError, match=message):
+        review.record_decision(ctx, sha, decision, note, analyst)
+    assert ctx.ledger.events(sha) == []
+
+
+def test_note_of_exactly_4000_characters_is_accepted(ctx: Context) -> None:
+    """The limit is inclusive."""
+    (sha,) = add_items(ctx, 1)
+    assert review.record_decision(ctx, sha, "verified", "x" * 4000, "ana").detail["note"]
+
+
+def test_decision_on_unknown_item_raises_key_error(ctx: Context) -> None:
+    """No event is written for an item that does not exist."""
+    with pytest.raises(KeyError):
+        review.record_decision(ctx, "f" * 64, "verified", "n", "ana")
+    assert ctx.ledger.events("f" * 64) == []
+
+
+def test_access_event_names_analyst_and_purpose(ctx: Context) -> None:
+    """record_access appends an ``access`` event; a purpose is required."""
+    (sha,) = add_items(ctx, 1)
+    event = review.record_access(ctx, sha, "ana", "court filing")
+    assert (event.type, event.detail["purpose"], event.detail["analyst"]) == (
+        "access",
+        "court filing",
+        "ana",
+    )
+    with pytest.raises(review.ReviewError, match="purpose is required"):
+        review.record_access(ctx, sha, "ana", "")
+
+
+def test_queue_pages_sort_and_count(ctx: Context) -> None:
+    """Pages of 2 over 5 items: counts, order (newest first by default) and page flags."""
+    shas = add_items(ctx, 5)
+    first = review.queue(ctx.engine, page_size=2)
+    last = review.queue(ctx.engine, page=3, page_size=2)
+    assert first.total == 5 and first.pages == 3
+    assert [r.sha256 for r in first.rows] == shas[::-1][:2]
+    assert [r.sha256 for r in last.rows] == [shas[0]]
+    assert first.has_next and not first.has_previous
+    assert last.has_previous and not last.has_next
+    oldest = review.queue(ctx.engine, sort="first_seen", page_size=2)
+    assert [r.sha256 for r in oldest.rows] == shas[:2]
+
+
+def test_queue_empty_page_reads_page_1_of_1(ctx: Context) -> None:
+    """An empty queue is one empty page, not zero pages."""
+    page = review.queue(ctx.engine)
+    assert (page.total, page.pages, page.rows) == (0, 1, ())
+
+
+def test_queue_filters_by_case_status_submitter(ctx: Context) -> None:
+    """Case, status and submitter filters combine with AND."""
+    a = add_items(ctx, 2)
+    b = add_items(ctx, 1, case_id="case-2", status="inconsistent", submitter="bob")
+    only = review.queue(
+        ctx.engine, QueueFilters(case="case-2", status="inconsistent", submitter="bob")
+    )
+    assert [r.sha256 for r in only.rows] == b
+    assert review.queue(ctx.engine, QueueFilters(case="case-1")).total == len(a)
+    assert review.queue(ctx.engine, QueueFilters(case="case-2", status="consistent")).total == 0
+
+
+def test_queue_filters_by_finding_without_duplicating_rows(ctx: Context) -> None:
+    """Items with several findings appear once; only those carrying the code match."""
+    shas = add_items(ctx, 3)
+    add_finding(ctx, shas[0], "near-duplicate")
+    add_finding(ctx, shas[0], "editing-software")
+    add_finding(ctx, shas[1], "editing-software")
+    page = review.queue(ctx.engine, QueueFilters(finding="editing-software"))
+    assert sorted(r.sha256 for r in page.rows) == sorted(shas[:2])
+    assert page.total == 2
+    row = next(r for r in page.rows if r.sha256 == shas[0])
+    assert row.findings == (("editing-software", "warning"), ("near-duplicate", "warning"))
+
+
+def test_queue_filters_by_first_seen_range(ctx: Context) -> None:
+    """since is inclusive, until exclusive; aware datetimes are compared in UTC."""
+    shas = add_items(ctx, 5)
+    since = T0 + timedelta(minutes=1)
+    until = (T0 + timedelta(minutes=3)).astimezone(timezone(timedelta(hours=2)))
+    page = review.queue(ctx.engine, QueueFilters(since=since, until=until), sort="first_seen")
+    assert [r.sha256 for r in page.rows] == shas[1:3]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sort": "sha256; drop table items"}, "sort must be"),
+        ({"page": 0}, "page must be"),
+        ({"page_size": 201}, "page must be"),
+    ],
+)
+def test_queue_rejects_unknown_sort_and_bad_paging(
+    ctx: Context, kwargs: dict[str, object], message: str
+) -> None:
+    """Only listed sorts and sane paging reach the database."""
+    with pytest.raises(review.ReviewError, match=message):
+        review.queue(ctx.engine, **kwargs)  # type: ignore[arg-type]
+
+
+def test_case_summary_counts_statuses_and_findings(ctx: Context) -> None:
+    """Per-status and per-finding counts of one case only."""
+    shas = add_items(ctx, 3)
+    add_items(ctx, 1, case_id="other")
+    with ctx.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE items SET status = 'inconsistent' WHERE sha256 = ?", (shas[0],)
+        )
+    add_finding(ctx, shas[0], "location-contradicts-claim", "critical")
+    add_finding(ctx, shas[1], "metadata-stripped", "info")
+    summary = review.case_summary(ctx.engine, "case-1")
+    assert summary.items == 3
+    assert dict(summary.by_status) == {"consistent": 2, "inconsistent": 1}
+    assert dict(summary.by_finding) == {"location-contradicts-claim": 1, "metadata-stripped": 1}
+    assert summary.severities["location-contradicts-claim"] == "critical"
+    with pytest.raises(KeyError):
+        review.case_summary(ctx.engine, "nope")
+
+
+def test_case_export_has_records_chains_and_keys_that_verify(ctx: Context) -> None:
+    """The export carries each item's chain and the public keys to verify it offline."""
+    shas = add_items(ctx, 2)
+    review.record_decision(ctx, shas[0], "verified", "n", "ana")
+    events = review.record_export(ctx, "case-1", "ana")
+    assert [e.type for e in events] == ["export", "export"]
+    data = review.case_export_json(ctx, "case-1")
+    assert [entry["item"]["sha256"] for entry in data["items"]] == shas
+    for entry in data["items"]:
+        chain = [CustodyEvent.from_dict(e) for e in entry["custody"]]
+        assert verify_chain(entry["item"]["sha256"], chain, data["public_keys"]) is None
+    assert data["items"][0]["decision"]["decision"] == "verified"
+    with pytest.raises(KeyError):
+        review.case_export_json(ctx, "nope")
+
+
+def test_choices_list_cases_and_codes(ctx: Context) -> None:
+    """The filter form's choices come from the data."""
+    (sha,) = add_items(ctx, 1, case_id="b")
+    add_items(ctx, 1, case_id="a")
+    add_finding(ctx, sha, "unreadable")
+    assert review.cases(ctx.engine) == ["a", "b"]
+    assert review.finding_codes(ctx.engine) == ["unreadable"]
