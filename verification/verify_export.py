@@ -315,7 +315,12 @@ def check_bag_checksums(path: Path) -> None:
 
 
 def _bagit_reason(exc: Any) -> str:
-    for detail in getattr(exc, "details", None) or []:
+    # bagit reports mismatches in hash-set order; sort so the same damage reads the same way.
+    details = sorted(
+        getattr(exc, "details", None) or [],
+        key=lambda d: (str(getattr(d, "path", "")), str(getattr(d, "algorithm", ""))),
+    )
+    for detail in details:
         if detail.__class__.__name__ == "ChecksumMismatch":
             return (
                 f"checksum mismatch: {detail.path} ({detail.algorithm} expected "

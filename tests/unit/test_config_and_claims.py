@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from verification.claims import Claims, InvalidClaim, claims_from_metadata, parse_location, parse_time
+from verification.claims import (
+    Claims,
+    InvalidClaim,
+    claims_from_metadata,
+    parse_location,
+    parse_time,
+)
 from verification.config import load_settings, render_configuration_doc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +39,11 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EVIDENCE_TSA_URLS", '["http://127.0.0.1:9/tsa"]')
     monkeypatch.setenv("EVIDENCE_DISTANCE_THRESHOLD_KM", "2.5")
     settings = load_settings()
-    assert (settings.store, settings.s3_bucket, settings.distance_threshold_km) == ("s3", "cases", 2.5)
+    assert (settings.store, settings.s3_bucket, settings.distance_threshold_km) == (
+        "s3",
+        "cases",
+        2.5,
+    )
     assert settings.tsa_urls == ["http://127.0.0.1:9/tsa"]
 
 
@@ -66,7 +76,9 @@ def test_bad_locations_are_refused_without_echoing_them(value: str) -> None:
 
 def test_metadata_round_trip() -> None:
     """Claims survive the trip through object metadata."""
-    claims = Claims("case-1", "w", 50.45, -30.5, parse_time("2024-03-14T10:00:00+02:00"), "https://x", "n")
+    claims = Claims(
+        "case-1", "w", 50.45, -30.5, parse_time("2024-03-14T10:00:00+02:00"), "https://x", "n"
+    )
     assert claims_from_metadata(claims.to_metadata(), "other") == claims
 
 
