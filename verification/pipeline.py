@@ -17,9 +17,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import UTC
@@ -193,8 +194,20 @@ def list_new(ctx: Context, case: str | None = None) -> list[ObjectInfo]:
 # Worker half
 
 
+# Test hook: ``abort:<text>`` makes a worker process die (SIGABRT) on a key containing <text>,
+# so tests can show that a crashed worker takes down only its own file.
+FAULT_ENV = "EVIDENCE_TEST_FAULT"
+
+
+def _injected_fault(key: str) -> None:
+    spec = os.environ.get(FAULT_ENV, "")
+    if spec.startswith("abort:") and len(spec) > 6 and spec[6:] in key:
+        os.abort()
+
+
 def analyse_submission(settings: Settings, key: str, store: ObjectStore | None = None) -> Analysis:
     """Preserve and analyse one incoming object. Never raises: failures come back as values."""
+    _injected_fault(key)
     store = store or open_store(settings)
     try:
         info = store.head(key)
@@ -934,32 +947,43 @@ def process_batch(
 
 
 def _analyses(ctx: Context, keys: Sequence[str], workers: int) -> Iterator[Analysis]:
-    pending = list(keys)
     if workers == 1:
-        for key in pending:
+        for key in keys:
             yield _analyse_unless_done(ctx, key)
         return
-    while pending:
-        with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
-            futures: dict[Future[Analysis], str] = {
-                pool.submit(analyse_submission, ctx.settings, key): key
-                for key in pending
-                if not _done_key(ctx, key)
-            }
-            pending = []
+    survivors: list[str] = []
+    yield from _pool_round(ctx, list(keys), workers, survivors)
+    # A worker died (native crash, OOM kill). Its pool is gone and we cannot tell which file
+    # killed it, so every unfinished file runs again alone: only the culprit fails.
+    for key in survivors:
+        alone: list[str] = []
+        yield from _pool_round(ctx, [key], 1, alone)
+        if alone:
+            yield Analysis(key, None, error="analysis worker crashed", error_stage="analyse")
+
+
+def _pool_round(
+    ctx: Context, keys: list[str], workers: int, unfinished: list[str]
+) -> Iterator[Analysis]:
+    """Analyse ``keys`` in a fresh pool; on a crash, put the keys without a result in ``unfinished``."""
+    done: set[str] = set()
+    with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
+        futures = {
+            pool.submit(analyse_submission, ctx.settings, key): key
+            for key in keys
+            if not _done_key(ctx, key)
+        }
+        try:
             for future in as_completed(futures):
-                key = futures[future]
-                try:
-                    yield future.result()
-                except BrokenProcessPool:
-                    pending = [
-                        k for f, k in futures.items() if not f.done() or f.exception() is not None
-                    ]
-                    pending.remove(key)
-                    yield Analysis(
-                        key, None, error="analysis worker crashed", error_stage="analyse"
-                    )
-                    break
+                result = future.result()
+                done.add(futures[future])
+                yield result
+        except BrokenProcessPool:
+            log.warning(
+                "an analysis worker died; re-running %s file(s) one by one",
+                len(futures) - len(done),
+            )
+            unfinished.extend(k for k in futures.values() if k not in done)
 
 
 def _done_key(ctx: Context, key: str) -> bool:

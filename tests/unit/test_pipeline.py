@@ -243,3 +243,26 @@ def test_stale_items_are_reprocessed_into_a_new_record(ctx: Context, tmp_path: P
     assert versions == sorted(["0.0.1+media0", pipeline.pipeline_version()])
     assert pipeline.stale_items(ctx) == []
     assert ctx.ledger.verify(sha).ok
+
+
+def test_crashed_worker_fails_only_its_own_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed by a native crash takes down only the file it was on; the rest are verified."""
+    import multiprocessing.forkserver
+
+    # Workers inherit the environment of the fork server: start a new one that sees the hook.
+    multiprocessing.forkserver._forkserver._stop()  # type: ignore[attr-defined]
+    monkeypatch.setenv(pipeline.FAULT_ENV, "abort:poison")
+    try:
+        ctx = init_context(make_settings(tmp_path / "home", workers=2))
+        for i, name in enumerate(("a.jpg", "poison.jpg", "b.jpg", "c.jpg")):
+            submit(ctx, tmp_path, name, photo(20 + i, taken="2024:03:14 11:20:05"))
+        outcomes = {o.key.rsplit("/", 1)[-1]: o for o in pipeline.ingest(ctx)}
+    finally:
+        monkeypatch.delenv(pipeline.FAULT_ENV)
+        multiprocessing.forkserver._forkserver._stop()  # type: ignore[attr-defined]
+    assert outcomes["poison.jpg"].status == "failed"
+    assert outcomes["poison.jpg"].error == "analysis worker crashed"
+    assert all(outcomes[n].status != "failed" for n in ("a.jpg", "b.jpg", "c.jpg"))
+    assert pipeline.list_new(ctx)[0].key.endswith("poison.jpg")  # retried on the next run
