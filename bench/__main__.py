@@ -11,10 +11,16 @@ import importlib.util
 import sys
 
 BENCHMARKS = {
-    "media": ("bench.media_bench", "photo/video analysis vs sha256sum + exiftool, and vs the decode floor"),
+    "media": (
+        "bench.media_bench",
+        "photo/video analysis vs sha256sum + exiftool, and vs the decode floor",
+    ),
     "dedup": ("bench.dedup_bench", "near-duplicate query against 1,000,000 PDQ hashes"),
     "queue": ("bench.queue_bench", "review-queue filtering and paging over 100,000 items"),
-    "airflow": ("bench.airflow_overhead", "evidence_intake DAG vs `evidence ingest` on the same photos"),
+    "airflow": (
+        "bench.airflow_overhead",
+        "evidence_intake DAG vs `evidence ingest` on the same photos",
+    ),
     "conformance": ("bench.conformance", "metadata agreement with ExifTool on ../shared/corpus"),
 }
 

@@ -128,7 +128,9 @@ def evidence_nightly() -> None:
         if report["problems"] or unfinished or stored is None:
             msg = (
                 f"nightly check found {len(report['problems'])} damaged or missing original(s) "
-                f"(fixity {report['fixity']}); unfinished steps: {unfinished or stored is None}"
+                f"(fixity {report['fixity']})"
+                + ("; a fixity or reprocessing batch did not finish" if unfinished else "")
+                + ("; no checkpoint was written" if stored is None else "")
             )
             raise AirflowFailException(msg)
         return report

@@ -300,11 +300,13 @@ def download_original(
     """Write an ``access`` custody event, then stream the preserved original as an attachment."""
     ctx = _ctx(request)
     item = _report(ctx, sha)["item"]
+    # Open first (a missing object fails before any event), record, then release bytes.
+    handle = ctx.store.open(item["vault_key"], item.get("vault_version"))
     try:
         review.record_access(ctx, sha, analyst, purpose)
     except review.ReviewError as exc:
+        handle.close()
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
-    handle = ctx.store.open(item["vault_key"], item.get("vault_version"))
     extension = "".join(c for c in item["format"] if c.isalnum())[:8] or "bin"
     return StreamingResponse(
         _chunks(handle),

@@ -66,7 +66,7 @@ def test_intake_over_s3_records_items_and_is_idempotent(s3_evidence: Evidence) -
 def test_hostile_files_become_unreadable_and_the_rest_verifies(local_evidence: Evidence) -> None:
     """A truncated JPEG and garbage named .jpg end unreadable; the good photos in the batch do not."""
     ev = local_evidence
-    good = photo(7)
+    good = photo(7, gps=(48.858093, 2.294694, 35.0), taken="2024:05:01 12:00:00")
     ev.submit("good.jpg", good)
     ev.submit("other.jpg", photo(8))
     ev.submit("truncated.jpg", good[: len(good) // 2])
@@ -79,7 +79,8 @@ def test_hostile_files_become_unreadable_and_the_rest_verifies(local_evidence: E
     assert statuses["incoming/case-1/good.jpg"] in {"consistent", "needs-review"}
     assert statuses["incoming/case-1/other.jpg"] in {"consistent", "needs-review"}
     assert ev.ctx.ledger.verify().ok
-    assert "coordinates" not in result.output.lower()
+    assert "Returned value was" in result.output  # task logs and XComs are in the output
+    assert "48.858" not in result.output and "2.2946" not in result.output
 
 
 def test_get_object_failure_is_recorded_failed_then_retried(s3_evidence: Evidence) -> None:

@@ -129,6 +129,10 @@ class Cluster:
                 process.wait(timeout=10)
             log.close()
 
+    def dead(self) -> list[str]:
+        """Commands of started processes that have already exited."""
+        return [" ".join(p.args[1:3]) for p, _ in self.processes if p.poll() is not None]  # type: ignore[index]
+
     def tail(self) -> str:
         """The end of every process log, for failure messages."""
         return "\n".join(
@@ -163,7 +167,7 @@ def cluster(tmp_path: Path, evidence_s3: dict[str, Any]) -> Iterator[tuple[Clust
         db_url=metadata_url,
         AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
         AIRFLOW__CELERY__BROKER_URL=f"redis://127.0.0.1:6379/{redis_db}",
-        AIRFLOW__CELERY__RESULT_BACKEND="db+" + metadata_url.replace("+psycopg2", ""),
+        AIRFLOW__CELERY__RESULT_BACKEND="db+" + metadata_url,
         AIRFLOW__CELERY__WORKER_CONCURRENCY="2",
         AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{api_port}/execution/",
         AIRFLOW__API_AUTH__JWT_SECRET=uuid.uuid4().hex,
@@ -199,6 +203,8 @@ def cluster(tmp_path: Path, evidence_s3: dict[str, Any]) -> Iterator[tuple[Clust
 def _wait(predicate: Any, timeout: float, what: str, cluster: Cluster) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if cluster.dead():
+            pytest.fail(f"Airflow process(es) exited: {cluster.dead()}\n{cluster.tail()}")
         value = predicate()
         if value:
             return value

@@ -28,7 +28,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_init_creates_database_store_and_key(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_init_creates_database_store_and_key(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`init` makes the embedded setup and is safe to run twice."""
     assert run(capsys, "init")[0] == 0
     code, out, _ = run(capsys, "init")
@@ -38,13 +40,26 @@ def test_init_creates_database_store_and_key(home: Path, capsys: pytest.CaptureF
     assert "file://" in out
 
 
-def test_submit_ingest_show_and_verify(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_submit_ingest_show_and_verify(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A file goes in with claims, comes out processed, and its custody chain verifies."""
     run(capsys, "init")
     path = tmp_path / "street.jpg"
     path.write_bytes(photo(1, taken="2024:03:14 11:20:05", offset="+02:00", gps=KYIV))
-    code, out, _ = run(capsys, "submit", str(path), "--case", "case-1", "--submitter", "w1",
-                       "--claimed-location", "50.45,30.52", "--claimed-time", "2024-03-14T11:30:00+02:00")
+    code, out, _ = run(
+        capsys,
+        "submit",
+        str(path),
+        "--case",
+        "case-1",
+        "--submitter",
+        "w1",
+        "--claimed-location",
+        "50.45,30.52",
+        "--claimed-time",
+        "2024-03-14T11:30:00+02:00",
+    )
     assert code == 0
     assert "incoming/case-1/street.jpg" in out
     code, out, _ = run(capsys, "ingest", "--no-progress")
@@ -64,7 +79,9 @@ def test_submit_ingest_show_and_verify(home: Path, tmp_path: Path, capsys: pytes
     assert run(capsys, "ingest", "--no-progress")[1] == "nothing new under incoming/\n"
 
 
-def test_tampered_ledger_fails_verify_naming_the_event(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_tampered_ledger_fails_verify_naming_the_event(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`custody verify` exits 1 and names the edited event."""
     run(capsys, "init")
     path = tmp_path / "a.jpg"
@@ -105,14 +122,18 @@ def test_bad_arguments_exit_2_with_a_clear_message(
     assert "Traceback" not in err
 
 
-def test_commands_before_init_explain_what_to_do(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_commands_before_init_explain_what_to_do(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Using the pipeline before `init` points at `evidence init`."""
     code, _, err = run(capsys, "ingest")
     assert code == 2
     assert "evidence init" in err
 
 
-def test_unreachable_store_is_a_clear_error(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreachable_store_is_a_clear_error(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """An S3 endpoint that does not answer gives exit 2 and names the endpoint."""
     from tests.conftest import free_port
 

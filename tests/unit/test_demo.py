@@ -10,11 +10,17 @@ from tests.helpers import make_settings
 from verification.demo import run_demo
 
 
-def test_demo_shows_every_kind_of_result(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_shows_every_kind_of_result(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Consistent, contradicted place and time, edited, stripped, duplicates, video and unreadable all appear."""
     assert run_demo(make_settings(tmp_path, workers=2), fresh=True, direct=True) == 0
     out = capsys.readouterr().out
-    rows = {line.split()[0]: line for line in out.splitlines() if line.split() and "." in line.split()[0]}
+    rows = {
+        line.split()[0]: line
+        for line in out.splitlines()
+        if line.split() and "." in line.split()[0]
+    }
     assert "consistent" in rows["market.jpg"]
     assert "location-contradicts-claim" in rows["bridge.jpg"]
     assert "time-contradicts-claim" in rows["school.jpg"]
@@ -24,5 +30,7 @@ def test_demo_shows_every_kind_of_result(tmp_path: Path, capsys: pytest.CaptureF
     assert "unreadable" in rows["broken.jpg"]
     assert "mp4" in rows["checkpoint.mp4"]
     assert "all verified" in out
-    assert run_demo(make_settings(tmp_path, workers=1), direct=True) == 0  # a second run adds nothing
+    assert (
+        run_demo(make_settings(tmp_path, workers=1), direct=True) == 0
+    )  # a second run adds nothing
     assert "nothing" not in capsys.readouterr().err
