@@ -46,6 +46,13 @@ class Item(Base):
     """A unique byte sequence, identified by SHA-256, with the summary the review queue needs."""
 
     __tablename__ = "items"
+    # Review-queue indexes (migration 0002): filter column, then the default sort and tie-breaker.
+    __table_args__ = (
+        Index("ix_items_first_seen_sha256", "first_seen", "sha256"),
+        Index("ix_items_case_first_seen", "case_id", "first_seen", "sha256"),
+        Index("ix_items_status_first_seen", "status", "first_seen", "sha256"),
+        Index("ix_items_submitter_first_seen", "submitter", "first_seen", "sha256"),
+    )
 
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(Integer)
@@ -106,6 +113,7 @@ class ItemFinding(Base):
     """Finding codes of an item's current record, for filtering the review queue in the database."""
 
     __tablename__ = "item_findings"
+    __table_args__ = (Index("ix_item_findings_code_item", "code", "item_sha256"),)
 
     item_sha256: Mapped[str] = mapped_column(ForeignKey("items.sha256"), primary_key=True)
     code: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)

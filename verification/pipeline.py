@@ -1078,3 +1078,19 @@ def _claim_time(claims: Mapping[str, Any]) -> Any:
 
     value = claims.get("time")
     return parse_time(value) if value else None
+
+
+def recorded_outcome(ctx: Context, key: str) -> Outcome:
+    """What the ledger says about a submission key, without processing anything."""
+    try:
+        done = _processed(ctx, ctx.store.head(key))
+    except (StoreError, OSError) as exc:
+        return Outcome(key, None, "failed", error=_reason(exc))
+    if done is not None:
+        return done
+    with Session(ctx.engine) as session:
+        failed = session.scalar(
+            select(Submission).where(Submission.store_key == key).order_by(Submission.id.desc())
+        )
+        error = failed.error if failed is not None else None
+    return Outcome(key, None, "failed" if error else "pending", error=error)
