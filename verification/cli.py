@@ -18,6 +18,7 @@ from typing import Any
 from verification import __version__
 from verification.claims import Claims, InvalidClaim, parse_location, parse_time
 from verification.config import Settings, load_settings
+from verification.extensions import Handler
 
 log = logging.getLogger("verification.cli")
 
@@ -386,7 +387,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return run_demo(settings, fresh=args.fresh, direct=args.direct)
 
 
-COMMANDS = {
+COMMANDS: dict[str, Handler] = {
     "init": cmd_init,
     "submit": cmd_submit,
     "ingest": cmd_ingest,
