@@ -268,6 +268,7 @@ def _analyse_content(
         settings,
         extension_mismatch=fmt.extension_mismatch,
         mean_brightness=mean_brightness(thumbnail),
+        c2pa=media.metadata.get("c2pa"),
     )
     item_findings = list(media.findings)
     claim_findings = list(checks.findings) + ([claim_problem] if claim_problem else [])

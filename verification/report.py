@@ -124,6 +124,7 @@ def render_item_text(report: Mapping[str, Any]) -> str:
     if hashes:
         lines += [f"sha1      {hashes.get('sha1')}", f"md5       {hashes.get('md5')}"]
     lines += _media_lines(record)
+    lines += _perceptual_lines(record)
     lines += _submission_lines(record)
     lines += _finding_lines(record.get("findings", []))
     if record.get("duplicates"):
@@ -164,6 +165,25 @@ def _media_lines(record: Mapping[str, Any]) -> list[str]:
     if meta.get("gps"):
         gps = meta["gps"]
         out.append(f"gps       {gps['lat']:.6f}, {gps['lon']:.6f} ({gps.get('source')})")
+    return out
+
+
+def _perceptual_lines(record: Mapping[str, Any]) -> list[str]:
+    perceptual, out = record.get("perceptual", {}), []
+    if perceptual.get("pdq"):
+        out.append(f"pdq       {perceptual['pdq']} (quality {perceptual.get('pdq_quality')})")
+    if perceptual.get("phash"):
+        out.append(f"phash     {perceptual['phash']}")
+    if perceptual.get("keyframes"):
+        out.append(f"keyframes {len(perceptual['keyframes'])} with PDQ hashes")
+    derivatives = record.get("derivatives", [])
+    if derivatives:
+        names = ", ".join(d["name"] for d in derivatives[:4]) + (
+            " …" if len(derivatives) > 4 else ""
+        )
+        out.append(
+            f"derived   {len(derivatives)}: {names} (under derivatives/{record.get('item', '')[:12]}…/)"
+        )
     return out
 
 

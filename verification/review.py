@@ -10,17 +10,20 @@ notebooks all call these functions.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Engine, Select, and_, func, select
 from sqlalchemy.orm import Session
 
 from verification.custody import CustodyEvent
-from verification.db import Item, ItemFinding, Record
+from verification.db import Item, ItemFinding
 
 if TYPE_CHECKING:
     from verification.pipeline import Context
@@ -32,6 +35,14 @@ STATUSES = ("pending", "consistent", "needs-review", "inconsistent", "unreadable
 MAX_NOTE = 4000
 MAX_PURPOSE = 500
 MAX_PAGE_SIZE = 200
+# What a browser is told each export format is (a BagIt package is sent zipped).
+EXPORT_MEDIA_TYPES: Mapping[str, str] = {
+    "bagit": "application/zip",
+    "html": "text/html; charset=utf-8",
+    "json": "application/json",
+}
+# Case ids as intake accepts them (verification.intake.check_case_id).
+_CASE_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 # Sort name -> (column, descending). sha256 breaks ties so pages never overlap.
 SORTS: Mapping[str, tuple[Any, bool]] = {
@@ -165,25 +176,6 @@ def record_access(ctx: Context, sha: str, analyst: str, purpose: str) -> Custody
     return event
 
 
-def record_export(ctx: Context, case: str, analyst: str) -> list[CustodyEvent]:
-    """Record an ``export`` event on every item of ``case`` before its data leaves the system."""
-    analyst = _required_text(analyst, "analyst", 200)
-    export_id = str(uuid.uuid4())
-    events = [
-        ctx.ledger.append(
-            sha,
-            "export",
-            "success",
-            {"format": "case-json", "case": case, "export": export_id, "analyst": analyst},
-            step_key=f"export:{export_id}",
-            agents=[_person(analyst)],
-        )
-        for sha in _case_items(ctx.engine, case)
-    ]
-    log.info("case export %s of %s items by %s", export_id, len(events), analyst)
-    return events
-
-
 def decisions(events: Sequence[CustodyEvent]) -> list[dict[str, Any]]:
     """The ``review`` events of a chain in order, as plain dicts (time, seq, decision, ...)."""
     return [
@@ -219,12 +211,6 @@ def _require_item(engine: Engine, sha: str) -> None:
         if session.get(Item, sha) is None:
             msg = f"no item {sha[:64]}"
             raise KeyError(msg)
-
-
-def _case_items(engine: Engine, case: str) -> list[str]:
-    with Session(engine) as session:
-        query = select(Item.sha256).where(Item.case_id == case).order_by(Item.first_seen)
-        return list(session.scalars(query))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,67 +357,75 @@ def case_summary(engine: Engine, case: str) -> CaseSummary:
     return CaseSummary(case, sum(by_status.values()), by_status, by_finding, severities)
 
 
-def case_export_json(ctx: Context, case: str) -> dict[str, Any]:
-    """A case as one JSON document: each item's summary, newest record and custody chain.
+@dataclass(frozen=True, slots=True)
+class Download:
+    """A case export as one file to send: where it is, its name and its media type."""
 
-    The chains are exported whole (with hashes and signatures) together with the public keys,
-    so a recipient verifies them offline with ``evidence custody verify``.
+    path: Path
+    filename: str
+    media_type: str
+
+
+def export_download(
+    ctx: Context, case: str, fmt: str, out_dir: Path, analyst: str, *, redact: bool = False
+) -> Download:
+    """Export ``case`` with :func:`verification.export.export_case` into ``out_dir`` as one file.
+
+    HTML and JSON reports are single files already; a BagIt package is zipped next to it (see
+    :func:`zip_bag`). Custody ``export`` events are written by the exporter. Raises
+    :class:`ReviewError` for a format or option the caller got wrong and KeyError for an
+    unknown case, both before anything is written.
     """
-    shas = _case_items(ctx.engine, case)
-    if not shas:
+    from verification.export import FORMATS, case_items, export_case
+
+    if fmt not in FORMATS:
+        msg = f"format must be one of {', '.join(FORMATS)}"
+        raise ReviewError(msg)
+    if redact and fmt != "bagit":
+        msg = "redacted working copies are only part of a BagIt package"
+        raise ReviewError(msg)
+    analyst = _required_text(analyst, "analyst", 200)
+    if not _CASE_ID.fullmatch(case) or not case_items(ctx.engine, case):
         msg = f"no case {case[:200]}"
         raise KeyError(msg)
-    items = [_export_item(ctx, sha) for sha in shas]
-    return {
-        "case": case,
-        "exported_at": datetime.now(UTC).isoformat(),
-        "items": items,
-        "public_keys": ctx.ledger.public_keys(),
-    }
+    path = export_case(ctx, case, fmt, out_dir, analyst, redact=redact)
+    if fmt == "bagit":
+        path = zip_bag(path, path.with_name(f"{path.name}.zip"))
+    return Download(path, path.name, EXPORT_MEDIA_TYPES[fmt])
 
 
-def _export_item(ctx: Context, sha: str) -> dict[str, Any]:
-    with Session(ctx.engine) as session:
-        item = session.get(Item, sha)
-        record = session.scalar(
-            select(Record).where(Record.item_sha256 == sha).order_by(Record.id.desc()).limit(1)
-        )
-        assert item is not None
-        summary = {
-            "sha256": item.sha256,
-            "case_id": item.case_id,
-            "submitter": item.submitter,
-            "status": item.status,
-            "format": item.format,
-            "size": item.size,
-            "first_seen": item.first_seen.replace(tzinfo=item.first_seen.tzinfo or UTC).isoformat(),
-            "vault_key": item.vault_key,
-        }
-        data = record.data if record else {}
-    events = ctx.ledger.events(sha)
-    return {
-        "item": summary,
-        "record": data,
-        "custody": [e.to_dict() for e in events],
-        "decision": current_decision(events),
-    }
+def zip_bag(bag: Path, dest: Path) -> Path:
+    """Write the directory ``bag`` to the zip file ``dest``; return ``dest``.
 
+    Stored paths are relative to the bag's parent, so unzipping gives the bag directory itself,
+    which is what ``evidence verify-export`` checks. Payload files (already compressed media)
+    are stored as they are; tag files are deflated.
+    """
+    with zipfile.ZipFile(dest, "x", zipfile.ZIP_DEFLATED) as archive:
+        archive.write(bag, bag.name)
+        for path in sorted(bag.rglob("*")):
+            name = path.relative_to(bag.parent).as_posix()
+            payload = path.is_file() and path.relative_to(bag).parts[0] == "data"
+            archive.write(path, name, zipfile.ZIP_STORED if payload else None)
+    return dest
 
 __all__ = [
     "DECISIONS",
+    "EXPORT_MEDIA_TYPES",
     "CaseSummary",
+    "Download",
     "Page",
     "QueueFilters",
     "QueueRow",
     "ReviewError",
-    "case_export_json",
     "case_summary",
     "cases",
     "current_decision",
     "decisions",
+    "export_download",
     "finding_codes",
     "queue",
     "record_access",
     "record_decision",
-    "record_export",
+    "zip_bag",
 ]
