@@ -5,7 +5,7 @@ times ``evidence ingest`` on one and ``dag.test()`` of evidence_intake (tasks ru
 other, as the LocalExecutor would on one slot) on the other, each as a fresh process. Prints the
 overhead ratio and the batch size used.
 
-    .venv/bin/python -m bench.airflow_overhead [--count 500] [--batch-size 50]
+    .venv/bin/python -m bench.airflow_overhead [--count 500] [--batch-size 50] [--size 640x480]
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def make_photos(directory: Path, count: int) -> list[Path]:
-    """``count`` distinct synthetic JPEGs with EXIF (camera, time, GPS)."""
+def make_photos(directory: Path, count: int, size: tuple[int, int] = (640, 480)) -> list[Path]:
+    """``count`` distinct synthetic JPEGs of ``size`` with EXIF (camera, time, GPS)."""
     from verification.samples import exif_bytes, jpeg, scene
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -32,7 +32,7 @@ def make_photos(directory: Path, count: int) -> list[Path]:
     for seed in range(count):
         path = directory / f"photo{seed:04d}.jpg"
         exif = exif_bytes(taken="2024:05:01 12:00:00", gps=(48.85 + seed * 1e-4, 2.35, 35.0))
-        path.write_bytes(jpeg(scene(seed, size=(640, 480)), exif))
+        path.write_bytes(jpeg(scene(seed, size=size), exif))
         paths.append(path)
     return paths
 
@@ -84,10 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=500, help="photos to generate")
     parser.add_argument("--batch-size", type=int, default=50, help="submissions per DAG task")
+    parser.add_argument(
+        "--size", default="640x480", help="photo size WxH (e.g. 4000x3000 for 12 MP)"
+    )
     args = parser.parse_args(argv)
+    width, height = (int(v) for v in args.size.lower().split("x"))
     root = Path(tempfile.mkdtemp(prefix="airflow-overhead-"))
     try:
-        photos = make_photos(root / "photos", args.count)
+        photos = make_photos(root / "photos", args.count, (width, height))
         direct_env = fresh_home(root / "direct", photos)
         dag_env = fresh_home(root / "dag", photos)
         dag_env = airflow_env(dag_env, root / "airflow", args.batch_size)
@@ -101,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     batches = -(-args.count // args.batch_size)
-    print(f"photos            {args.count} (640x480 JPEG with EXIF)")
+    print(f"photos            {args.count} ({width}x{height} JPEG with EXIF)")
     print(f"workers per task  {os.cpu_count()}")
     print(f"batch size        {args.batch_size} ({batches} mapped tasks)")
     print(f"evidence ingest   {direct:7.1f} s  ({args.count / direct:5.1f} files/s)")

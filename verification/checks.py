@@ -127,14 +127,16 @@ FINDING_CODES: dict[str, tuple[Severity, str, str]] = {
     ),
     "c2pa-manifest": (
         "info",
-        "The file carries a C2PA (Content Credentials) manifest; signer and validation state "
-        "are in the evidence.",
+        "The file carries a C2PA (Content Credentials) manifest; signer, validation state "
+        "('valid': intact, signer not on a configured trust list; 'trusted': on one) and "
+        "validation codes are in the evidence.",
         "Inspect the manifest (c2patool) to read its claimed history.",
     ),
     "c2pa-manifest-invalid": (
         "warning",
-        "The file carries a C2PA manifest that did not validate (changed after signing, or an "
-        "untrusted or broken signature).",
+        "The file carries a C2PA manifest that did not validate (changed after signing, a "
+        "broken signature) or that could not be read (corrupt, or stored online and not "
+        "fetched).",
         "Inspect the manifest's validation errors (c2patool); the file changed after signing "
         "or the credentials are forged.",
     ),
@@ -643,18 +645,21 @@ def _check_thumbnail(ctx: _Context, thumb: Any, perceptual: Mapping[str, Any]) -
 
 
 def _check_c2pa(ctx: _Context, c2pa: Mapping[str, Any] | None) -> None:
-    # c2pa-python is not installed in this environment: whoever reads the manifest passes its
-    # summary here ({"present", "signer", "validation_state", ...}); without it, nothing is said.
+    # The summary is verification.media.c2pa.read_c2pa's (metadata["c2pa"]); without one, nothing
+    # is said. A manifest found but not readable (its summary has an "error") did not validate.
     if not c2pa or not c2pa.get("present", True):
         return
-    state = str(c2pa.get("validation_state") or "unknown")
+    error = c2pa.get("error")
+    state = str(c2pa.get("validation_state") or ("unreadable" if error else "unknown"))
     evidence = {
         "signer": c2pa.get("signer"),
         "validation_state": state,
         "claim_generator": c2pa.get("claim_generator"),
+        "validation_errors": list(c2pa.get("validation_errors") or []),
+        "error": error,
     }
     signer = c2pa.get("signer") or "an unknown signer"
-    if state.lower() in ("invalid", "failed", "error"):
+    if state.lower() in ("invalid", "failed", "error", "unreadable"):
         message = f"C2PA manifest signed by {signer} did not validate ({state})."
         ctx.add("c2pa-manifest-invalid", message, **evidence)
         return

@@ -10,7 +10,6 @@ notebooks all call these functions.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -35,14 +34,15 @@ STATUSES = ("pending", "consistent", "needs-review", "inconsistent", "unreadable
 MAX_NOTE = 4000
 MAX_PURPOSE = 500
 MAX_PAGE_SIZE = 200
+# The ``destination`` of an export event for a download: the server's temporary path means
+# nothing once deleted, and where the browser saves the file is not the server's to know.
+DOWNLOAD_DESTINATION = "download from the review UI"
 # What a browser is told each export format is (a BagIt package is sent zipped).
 EXPORT_MEDIA_TYPES: Mapping[str, str] = {
     "bagit": "application/zip",
     "html": "text/html; charset=utf-8",
     "json": "application/json",
 }
-# Case ids as intake accepts them (verification.intake.check_case_id).
-_CASE_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 # Sort name -> (column, descending). sha256 breaks ties so pages never overlap.
 SORTS: Mapping[str, tuple[Any, bool]] = {
@@ -377,6 +377,7 @@ def export_download(
     unknown case, both before anything is written.
     """
     from verification.export import FORMATS, case_items, export_case
+    from verification.intake import SubmitError, check_case_id
 
     if fmt not in FORMATS:
         msg = f"format must be one of {', '.join(FORMATS)}"
@@ -385,10 +386,15 @@ def export_download(
         msg = "redacted working copies are only part of a BagIt package"
         raise ReviewError(msg)
     analyst = _required_text(analyst, "analyst", 200)
-    if not _CASE_ID.fullmatch(case) or not case_items(ctx.engine, case):
-        msg = f"no case {case[:200]}"
-        raise KeyError(msg)
-    path = export_case(ctx, case, fmt, out_dir, analyst, redact=redact)
+    try:
+        check_case_id(case)
+    except SubmitError as exc:
+        raise KeyError(case[:200]) from exc
+    if not case_items(ctx.engine, case):
+        raise KeyError(case[:200])
+    path = export_case(
+        ctx, case, fmt, out_dir, analyst, redact=redact, destination=DOWNLOAD_DESTINATION
+    )
     if fmt == "bagit":
         path = zip_bag(path, path.with_name(f"{path.name}.zip"))
     return Download(path, path.name, EXPORT_MEDIA_TYPES[fmt])
@@ -408,6 +414,7 @@ def zip_bag(bag: Path, dest: Path) -> Path:
             payload = path.is_file() and path.relative_to(bag).parts[0] == "data"
             archive.write(path, name, zipfile.ZIP_STORED if payload else None)
     return dest
+
 
 __all__ = [
     "DECISIONS",

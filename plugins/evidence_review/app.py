@@ -8,6 +8,9 @@ writes are custody events made by ``verification.review`` behind CSRF-checked PO
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
@@ -20,7 +23,6 @@ from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request, statu
 from fastapi import Path as PathParam
 from fastapi.responses import (
     HTMLResponse,
-    JSONResponse,
     RedirectResponse,
     Response,
     StreamingResponse,
@@ -30,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from evidence_review import security, views
 from verification import review
+from verification.export import ExportError
 from verification.pipeline import Context, derivative_key
 from verification.report import item_report
 
@@ -145,7 +148,7 @@ def _routes(app: FastAPI) -> None:
     writes = [security.can_review, Depends(csrf)]
     app.post("/item/{sha}/decision", dependencies=writes)(decide)
     app.post("/item/{sha}/original", dependencies=writes)(download_original)
-    app.post("/case/{case}/export", dependencies=writes)(export_case)
+    app.post("/cases/{case}/export", dependencies=writes)(export_case)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,7 +243,7 @@ def item_page(request: Request, sha: SHA, user: GetUserDep) -> HTMLResponse:
 
 
 def case_page(request: Request, case: CASE, user: GetUserDep) -> HTMLResponse:
-    """Counts per status and per finding for one case, and the export button."""
+    """Counts per status and per finding for one case, and the export forms (three formats)."""
     ctx = _ctx(request)
     try:
         summary = review.case_summary(ctx.engine, case)
@@ -316,19 +319,41 @@ def download_original(
 
 
 def export_case(
-    request: Request, case: CASE, analyst: Annotated[str, Depends(security.analyst_name)]
+    request: Request,
+    case: CASE,
+    analyst: Annotated[str, Depends(security.analyst_name)],
+    fmt: Annotated[str, Form(alias="format")] = "",
+    redact: Annotated[str, Form()] = "",
 ) -> Response:
-    """Record an ``export`` event per item, then return the case as one JSON document."""
+    """Export the case with the court-ready exporter and send the file (a BagIt package zipped).
+
+    The export is made in a temporary directory which is deleted before the first byte is sent:
+    the open handle keeps the file readable, and nothing stays on disk even if the download is
+    interrupted or the worker dies mid-stream.
+    """
     ctx = _ctx(request)
+    work = Path(tempfile.mkdtemp(prefix="evidence-export-"))
     try:
-        review.case_summary(ctx.engine, case)
+        download = review.export_download(
+            ctx, case, fmt, work, analyst, redact=_checkbox(redact, "redact")
+        )
+        handle = download.path.open("rb")
+    except review.ReviewError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
     except KeyError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "No such case") from exc
-    review.record_export(ctx, case, analyst)
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in case)
-    return JSONResponse(
-        review.case_export_json(ctx, case),
-        headers={"Content-Disposition": f'attachment; filename="{safe}.json"'},
+    except ExportError as exc:
+        log.error("export of case %s as %s failed: %s", case, fmt, exc)
+        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, f"Export failed: {exc}") from exc
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return StreamingResponse(
+        _chunks(handle),
+        media_type=download.media_type,
+        headers={
+            "Content-Disposition": f'attachment; filename="{download.filename}"',
+            "Content-Length": str(os.fstat(handle.fileno()).st_size),
+        },
     )
 
 
@@ -353,6 +378,15 @@ def _day(value: str, name: str, *, next_day: bool = False) -> datetime | None:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{name} must be YYYY-MM-DD") from exc
     moment = datetime(day.year, day.month, day.day)
     return moment + timedelta(days=1) if next_day else moment
+
+
+def _checkbox(value: str, name: str) -> bool:
+    """A form checkbox: absent or empty is False; "on" (what browsers send), "1", "true" True."""
+    if value.lower() in {"", "0", "false", "off"}:
+        return False
+    if value.lower() in {"on", "1", "true"}:
+        return True
+    raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{name} must be on or off")
 
 
 def _chunks(handle: Any) -> Iterator[bytes]:

@@ -3,11 +3,14 @@
 Starts ``airflow api-server`` (no scheduler) on a free 127.0.0.1 port against a throw-away
 Airflow home and the demo data (plus one submission with a hostile EXIF Make), logs in through
 SimpleAuthManager's login page, opens the "Evidence" nav entry, filters the queue, records a
-decision and checks the timeline. Saves docs/screenshots/queue.png and item.png.
+decision and checks the timeline; exports a case's HTML report from the case page and reads it
+offline with every http(s) request blocked. Saves docs/screenshots/queue.png, item.png and
+report.png.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -151,6 +154,9 @@ def browser(tmp_path_factory: pytest.TempPathFactory, server: str) -> Iterator[A
         f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
+    # Chromium's network events (requests it was about to send, blocked ones included), read
+    # back with get_log("performance") to prove the exported report fetches nothing.
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
     driver.set_page_load_timeout(WAIT)
     try:
@@ -264,3 +270,76 @@ def _login_if_needed(browser: Any, server: str) -> None:
     browser.get(f"{server}/evidence/")
     if "Log in" in browser.page_source:
         _login(browser, server, "analyst")
+
+
+def _download(driver: Any, button: str, directory: Path) -> Path:
+    """Click ``button`` (a form submit that answers with an attachment); return the saved file."""
+    from selenium.webdriver.common.by import By
+
+    directory.mkdir(parents=True, exist_ok=True)
+    driver.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(directory)}
+    )
+    driver.find_element(By.ID, button).click()
+    _wait(driver, lambda _: [p for p in directory.iterdir() if p.suffix != ".crdownload"])
+    (saved,) = directory.iterdir()
+    return saved
+
+
+def _network_requests(driver: Any) -> list[str]:
+    """URLs Chromium was asked to fetch since the last call (including blocked requests)."""
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
+
+
+def test_exported_html_report_reads_offline(
+    browser: Any, server: str, evidence_home: dict[str, Any], tmp_path: Path
+) -> None:
+    """The case page's HTML export opens from file:// with http(s) blocked and fetches nothing."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    from verification.config import load_settings
+    from verification.export import case_items
+    from verification.pipeline import open_context
+
+    ctx = open_context(load_settings(home=evidence_home["home"], workers=1))
+    items = case_items(ctx.engine, "case-kyiv")
+    ctx.engine.dispose()
+
+    _login_if_needed(browser, server)
+    browser.get(f"{server}/evidence/case/case-kyiv")
+    _wait(browser, ec.element_to_be_clickable((By.ID, "export-html")))
+    report = _download(browser, "export-html", tmp_path / "downloads")
+    assert report.name.startswith("case-kyiv-") and report.suffix == ".html"
+
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["http://*", "https://*"]})
+    try:
+        _network_requests(browser)  # drain what the Airflow UI fetched before
+        browser.get(report.as_uri())
+        _wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "section.item")))
+        assert browser.title == "Case case-kyiv: evidence report"
+        assert "case-kyiv" in browser.find_element(By.TAG_NAME, "h1").text
+        shown = [
+            e.get_attribute("id") for e in browser.find_elements(By.CSS_SELECTOR, "section.item")
+        ]
+        assert shown == [f"item-{sha}" for sha in items]
+        assert browser.find_elements(By.CSS_SELECTOR, "section.item img[src^='data:image/jpeg']")
+        requests = _network_requests(browser)
+        assert requests and all(url.startswith(("file:", "data:")) for url in requests), requests
+        resources = browser.execute_script(
+            "return performance.getEntriesByType('resource').map(e => e.name)"
+        )
+        assert not [url for url in resources if url.startswith(("http:", "https:"))], resources
+
+        browser.set_window_size(1440, 1100)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SCREENSHOTS / "report.png"))
+    finally:
+        browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+        browser.execute_cdp_cmd("Network.disable", {})

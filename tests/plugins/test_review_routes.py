@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import html
+import io
 import logging
 import re
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -97,7 +99,7 @@ def routes(evidence: Evidence) -> list[tuple[str, str]]:
         ("GET", "/case/case-a"),
         ("POST", f"/item/{item}/decision"),
         ("POST", f"/item/{item}/original"),
-        ("POST", "/case/case-a/export"),
+        ("POST", "/cases/case-a/export"),
     ]
 
 
@@ -144,7 +146,8 @@ def test_viewer_reads_queue_item_and_case_without_forms(
     assert "may read this item but not record decisions" in item.text
     case = client.get("/case/case-a")
     assert case.status_code == 200
-    assert 'id="export-json"' not in case.text
+    assert "<form" not in case.text.split("<h2>Export</h2>")[1]
+    assert "may read this case but not export it" in case.text
 
 
 @pytest.mark.parametrize(
@@ -167,11 +170,16 @@ def test_viewer_actions_are_forbidden(
     assert event_count(evidence) == before
 
 
-def test_viewer_export_is_forbidden(make_client: Any, tokens: dict[str, str]) -> None:
-    """A viewer cannot export a case."""
+def test_viewer_export_is_forbidden(
+    make_client: Any, evidence: Evidence, tokens: dict[str, str]
+) -> None:
+    """A viewer's export POST gets 403, even with a valid CSRF token, and records nothing."""
     client = make_client("viewer")
-    response = post(client, "/case/case-a/export", {"csrf_token": csrf_for(tokens["viewer"])})
+    before = event_count(evidence)
+    data = {"format": "json", "csrf_token": csrf_for(tokens["viewer"])}
+    response = post(client, "/cases/case-a/export", data)
     assert response.status_code == 403
+    assert event_count(evidence) == before
 
 
 # ---------------------------------------------------------------------------------------------
@@ -515,27 +523,164 @@ def test_case_page_counts_statuses_and_findings(make_client: Any) -> None:
     assert make_client("viewer").get("/case/no-such-case").status_code == 404
 
 
-def test_export_returns_case_json_with_verifying_chains(
-    make_client: Any, evidence: Evidence
-) -> None:
-    """The export lists each item with record and custody chain, which verify offline."""
-    client = make_client("analyst")
+def export(client: Any, case: str, **fields: str) -> Any:
+    """POST the case page's export form with ``fields`` (format, redact)."""
     token = csrf_of(client, "/case/case-b")
-    response = post(client, "/case/case-b/export", {"csrf_token": token})
-    assert response.status_code == 200
-    assert response.headers["content-disposition"] == 'attachment; filename="case-b.json"'
+    return post(client, f"/cases/{case}/export", {**fields, "csrf_token": token})
+
+
+def assert_exported(evidence: Evidence, names: list[str], fmt: str, since: dict[str, int]) -> None:
+    """Each item got one new ``export`` event, by the Airflow user, and its chain verifies."""
+    for name in names:
+        events = evidence.ctx.ledger.events(sha(evidence, name))
+        exports = [e for e in events if e.seq > since[name] and e.type == "export"]
+        assert len(exports) == 1, name
+        assert exports[0].detail["format"] == fmt
+        assert exports[0].detail["case"] == "case-b"
+        assert exports[0].detail["destination"] == "download from the review UI"
+        assert {"type": "person", "name": "analyst"} in [dict(a) for a in exports[0].agents]
+        assert evidence.ctx.ledger.verify(sha(evidence, name)).ok
+
+
+def heads(evidence: Evidence, names: list[str]) -> dict[str, int]:
+    """The sequence number of each item's last event (to find the events added after it)."""
+    return {n: evidence.ctx.ledger.events(sha(evidence, n))[-1].seq for n in names}
+
+
+CASE_B = ["plain", "broken"]
+
+
+def test_export_html_is_the_report_as_an_attachment(make_client: Any, evidence: Evidence) -> None:
+    """format=html sends the self-contained report, named after the export, as a download."""
+    client = make_client("analyst")
+    before = heads(evidence, CASE_B)
+    response = export(client, "case-b", format="html")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert re.fullmatch(
+        r'attachment; filename="case-b-[0-9T-]+-[0-9a-f]{8}\.html"',
+        response.headers["content-disposition"],
+    )
+    assert int(response.headers["content-length"]) == len(response.content)
+    assert "<title>Case case-b: evidence report</title>" in response.text
+    for name in CASE_B:
+        assert sha(evidence, name) in response.text
+    assert_exported(evidence, CASE_B, "html", before)
+
+
+def test_export_json_is_the_export_document(make_client: Any, evidence: Evidence) -> None:
+    """format=json sends the export document with every item and its verifying chain."""
+    client = make_client("analyst")
+    before = heads(evidence, CASE_B)
+    response = export(client, "case-b", format="json")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["content-disposition"].endswith('.json"')
     body = response.json()
-    assert {entry["item"]["sha256"] for entry in body["items"]} == {
-        sha(evidence, "plain"),
-        sha(evidence, "broken"),
-    }
+    assert body["export"]["analyst"] == "analyst"
+    assert {entry["sha256"] for entry in body["items"]} == {sha(evidence, n) for n in CASE_B}
+    keys = {k["key_id"]: k["pem"] for k in body["public_keys"]}
     from verification.custody import CustodyEvent
 
     for entry in body["items"]:
         chain = [CustodyEvent.from_dict(e) for e in entry["custody"]]
-        assert verify_chain(entry["item"]["sha256"], chain, body["public_keys"]) is None
-        assert chain[-1].type == "export"
-        assert entry["record"]["hashes"]["sha256"] == entry["item"]["sha256"]
+        assert verify_chain(entry["sha256"], chain, keys) is None
+    assert_exported(evidence, CASE_B, "json", before)
+
+
+def test_export_bagit_is_a_zipped_bag_that_verifies(
+    make_client: Any, evidence: Evidence, tmp_path: Path
+) -> None:
+    """format=bagit sends a .zip of the bag directory; unzipped, verify-export accepts it."""
+    from verification.verify_export import verify_export
+
+    client = make_client("analyst")
+    before = heads(evidence, CASE_B)
+    response = export(client, "case-b", format="bagit", redact="on")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/zip"
+    filename = re.fullmatch(
+        r'attachment; filename="(case-b-[0-9T-]+-[0-9a-f]{8})\.zip"',
+        response.headers["content-disposition"],
+    )
+    assert filename
+    bag = filename.group(1)
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        names = archive.namelist()
+        assert f"{bag}/bagit.txt" in names
+        assert all(n.startswith(f"{bag}/") for n in names)
+        archive.extractall(tmp_path)
+    report = verify_export(tmp_path / bag)
+    assert report.ok, report.first_failure
+    assert report.items == len(CASE_B)
+    assert any(n.startswith(f"{bag}/data/redacted/") for n in names)
+    assert_exported(evidence, CASE_B, "bagit", before)
+
+
+def test_export_leaves_no_temporary_files(
+    make_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The export's working directory is gone once the file is sent."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    response = export(make_client("analyst"), "case-b", format="bagit")
+    assert response.status_code == 200
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("case", "fields", "code", "message"),
+    [
+        ("case-b", {"format": "pdf"}, 400, "format must be one of bagit, html, json"),
+        ("case-b", {}, 400, "format must be one of bagit, html, json"),
+        ("case-b", {"format": "html", "redact": "on"}, 400, "only part of a BagIt package"),
+        ("case-b", {"format": "bagit", "redact": "maybe"}, 400, "redact must be on or off"),
+        ("no-such-case", {"format": "json"}, 404, "No such case"),
+        ("bad..case%20id", {"format": "json"}, 404, "No such case"),
+    ],
+)
+def test_export_errors_show_a_message_and_record_nothing(
+    make_client: Any,
+    evidence: Evidence,
+    case: str,
+    fields: dict[str, str],
+    code: int,
+    message: str,
+) -> None:
+    """An unknown format or case, or redaction of a report, is refused before any event."""
+    before = event_count(evidence)
+    response = export(make_client("analyst"), case, **fields)
+    assert response.status_code == code
+    assert response.headers["content-type"].startswith("text/html")
+    assert message in response.text
+    assert event_count(evidence) == before
+
+
+def test_export_without_csrf_token_is_refused(make_client: Any, evidence: Evidence) -> None:
+    """An export POST without the form token is a 403 and records nothing."""
+    before = event_count(evidence)
+    response = post(make_client("analyst"), "/cases/case-b/export", {"format": "json"})
+    assert response.status_code == 403
+    assert event_count(evidence) == before
+
+
+def test_old_json_export_path_is_gone(make_client: Any, evidence: Evidence) -> None:
+    """The former JSON-only route no longer answers: there is one way to export."""
+    client = make_client("analyst")
+    token = csrf_of(client, "/case/case-b")
+    before = event_count(evidence)
+    response = post(client, "/case/case-b/export", {"csrf_token": token})
+    assert response.status_code in {404, 405}
+    assert event_count(evidence) == before
+
+
+def test_case_page_offers_the_three_formats(make_client: Any) -> None:
+    """An analyst sees BagIt (with the redact option), HTML and JSON export buttons."""
+    text = make_client("analyst").get("/case/case-a").text
+    assert 'action="/cases/case-a/export"' in text
+    for button in ("export-bagit", "export-redact", "export-html", "export-json"):
+        assert f'id="{button}"' in text
 
 
 def test_actions_log_no_coordinates(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+import zipfile
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,7 +13,6 @@ from sqlalchemy import insert
 
 from tests.helpers import init_context, make_settings
 from verification import review
-from verification.custody import CustodyEvent, verify_chain
 from verification.db import Item, ItemFinding
 from verification.pipeline import Context
 from verification.review import QueueFilters
@@ -226,20 +226,44 @@ def test_case_summary_counts_statuses_and_findings(ctx: Context) -> None:
         review.case_summary(ctx.engine, "nope")
 
 
-def test_case_export_has_records_chains_and_keys_that_verify(ctx: Context) -> None:
-    """The export carries each item's chain and the public keys to verify it offline."""
-    shas = add_items(ctx, 2)
-    review.record_decision(ctx, shas[0], "verified", "n", "ana")
-    events = review.record_export(ctx, "case-1", "ana")
-    assert [e.type for e in events] == ["export", "export"]
-    data = review.case_export_json(ctx, "case-1")
-    assert [entry["item"]["sha256"] for entry in data["items"]] == shas
-    for entry in data["items"]:
-        chain = [CustodyEvent.from_dict(e) for e in entry["custody"]]
-        assert verify_chain(entry["item"]["sha256"], chain, data["public_keys"]) is None
-    assert data["items"][0]["decision"]["decision"] == "verified"
-    with pytest.raises(KeyError):
-        review.case_export_json(ctx, "nope")
+@pytest.mark.parametrize(
+    ("case", "fmt", "redact", "error"),
+    [
+        ("case-1", "pdf", False, review.ReviewError),
+        ("case-1", "", False, review.ReviewError),
+        ("case-1", "json", True, review.ReviewError),
+        ("no-such-case", "json", False, KeyError),
+        ("../case-1", "bagit", False, KeyError),
+    ],
+)
+def test_export_download_refuses_before_writing(
+    ctx: Context, tmp_path: Path, case: str, fmt: str, redact: bool, error: type[Exception]
+) -> None:
+    """An unknown format or case, or redaction of a report, is refused with no event or file."""
+    (sha,) = add_items(ctx, 1)
+    before = len(ctx.ledger.events(sha))
+    with pytest.raises(error):
+        review.export_download(ctx, case, fmt, tmp_path / "out", "ana", redact=redact)
+    assert len(ctx.ledger.events(sha)) == before
+    assert not (tmp_path / "out").exists()
+
+
+def test_zip_bag_stores_paths_relative_to_the_bag_parent(tmp_path: Path) -> None:
+    """Unzipping gives the bag directory back, file for file and byte for byte."""
+    bag = tmp_path / "case-1-bag"
+    (bag / "data" / "originals").mkdir(parents=True)
+    (bag / "bagit.txt").write_text("BagIt-Version: 1.0\n")
+    (bag / "data" / "originals" / "a.jpg").write_bytes(b"\xff\xd8original")
+    archive = review.zip_bag(bag, tmp_path / "bag.zip")
+    with zipfile.ZipFile(archive) as opened:
+        names = set(opened.namelist())
+        assert {"case-1-bag/bagit.txt", "case-1-bag/data/originals/a.jpg"} <= names
+        payload = opened.getinfo("case-1-bag/data/originals/a.jpg")
+        assert payload.compress_type == zipfile.ZIP_STORED
+        opened.extractall(tmp_path / "out")
+    assert (tmp_path / "out" / "case-1-bag" / "data" / "originals" / "a.jpg").read_bytes() == (
+        b"\xff\xd8original"
+    )
 
 
 def test_choices_list_cases_and_codes(ctx: Context) -> None:

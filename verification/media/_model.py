@@ -34,6 +34,7 @@ METADATA_KEYS: tuple[str, ...] = (
     "xmp",
     "container_creation_time",
     "metadata_stripped",
+    "c2pa",
 )
 
 MEDIA_KEYS: tuple[str, ...] = (

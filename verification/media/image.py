@@ -19,6 +19,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from verification.findings import Finding
+from verification.formats import MIME
 from verification.media import boxes, exif, hashes, xmp
 from verification.media._model import (
     JPEG_MIME,
@@ -30,6 +31,7 @@ from verification.media._model import (
     empty_perceptual,
     unreadable,
 )
+from verification.media.c2pa import library_version, read_c2pa
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -330,6 +332,9 @@ def extractor_versions() -> dict[str, str]:
     heif = register_heif()
     if heif:
         versions["pillow-heif"] = heif
+    c2pa = library_version()
+    if c2pa:
+        versions["c2pa-python"] = c2pa
     return versions
 
 
@@ -377,6 +382,7 @@ def analyse_image(path: Path, fmt: str, settings: Settings) -> MediaAnalysis:
     metadata = build_metadata(tags, xmp.summarise(packet))
     metadata["thumbnail_pdq"], thumb_findings = embedded_thumbnail_pdq(tags.get("JPEGThumbnail"))
     findings += thumb_findings
+    metadata["c2pa"] = read_c2pa(path, MIME.get(fmt, ""))
     media = empty_media("image", fmt)
     width, height = stored_size or (decoded.width, decoded.height)
     media.update(width=width, height=height, orientation=exif.orientation(tags))

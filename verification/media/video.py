@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from verification.findings import Finding
+from verification.formats import MIME
 from verification.media import boxes, exif
 from verification.media._model import (
     JPEG_MIME,
@@ -33,6 +34,7 @@ from verification.media._model import (
     empty_perceptual,
     unreadable,
 )
+from verification.media.c2pa import library_version, read_c2pa
 
 if TYPE_CHECKING:
     from verification.config import Settings
@@ -226,6 +228,9 @@ def _versions(data: dict[str, Any]) -> dict[str, str]:
     versions = {"pdqhash": str(pdqhash.__version__), "media": MEDIA_VERSION}
     if data.get("opencv"):
         versions["opencv"] = str(data["opencv"])
+    c2pa = library_version()
+    if c2pa:
+        versions["c2pa-python"] = c2pa
     return versions
 
 
@@ -237,9 +242,11 @@ def analyse_video(path: Path, fmt: str, settings: Settings) -> MediaAnalysis:
         derivatives = _derivatives(Path(tmp), result.data)
     if result.finding:
         findings.append(result.finding)
+    metadata = build_metadata(info)
+    metadata["c2pa"] = read_c2pa(path, MIME.get(fmt, ""))
     return MediaAnalysis(
         media=_media(fmt, result.data, info),
-        metadata=build_metadata(info),
+        metadata=metadata,
         raw=boxes.movie_tags_summary(info),
         perceptual=_perceptual(result.data),
         findings=tuple(findings),
