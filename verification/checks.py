@@ -245,8 +245,9 @@ def run_checks(
     """Compare what the file says with what is claimed; return findings and a geolocation dict.
 
     ``thumbnail`` (JPEG bytes) is used for the day/night check only when ``mean_brightness``
-    is not given. ``c2pa`` is the reading of a C2PA manifest made elsewhere (c2pa-python is
-    not a dependency here): ``{"present", "signer", "validation_state", ...}`` or None.
+    is not given. ``c2pa`` is the C2PA summary made by the extract step
+    (:func:`verification.media.c2pa.read_c2pa`): ``{"present", "signer", "validation_state", ...}``
+    or None.
     """
     if submitted_at.tzinfo is None:
         msg = "submitted_at must be timezone-aware"

@@ -7,7 +7,7 @@ from typing import Any
 
 from verification.findings import Finding
 
-MEDIA_VERSION = "1"
+MEDIA_VERSION = "2"
 """Bump when extraction output changes; the nightly DAG reprocesses older records."""
 
 JPEG_MIME = "image/jpeg"
