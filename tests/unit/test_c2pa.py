@@ -395,3 +395,15 @@ def test_signed_video_summary_is_in_metadata(tmp_path: Path, credentials: Creden
     assert result.metadata["c2pa"]["signer"] == SIGNER_ORG
     assert result.metadata["c2pa"]["validation_state"] == "valid"
     assert "c2pa-python" in result.extractors
+
+
+def test_header_scan_skips_the_sdk_only_for_plain_jpegs(
+    tmp_path: Path, signed_jpeg: bytes, credentials: Credentials
+) -> None:
+    """Plain JPEGs are answered from their header; embedded, remote or odd files go to the SDK."""
+    assert reader.jpeg_without_c2pa(_write(tmp_path, _plain_jpeg(), "plain.jpg"))
+    assert not reader.jpeg_without_c2pa(_write(tmp_path, signed_jpeg, "signed.jpg"))
+    remote = _sign(credentials, _plain_jpeg(), "image/jpeg", remote_url="http://127.0.0.1:9/m")
+    assert not reader.jpeg_without_c2pa(_write(tmp_path, remote, "remote.jpg"))
+    assert not reader.jpeg_without_c2pa(_write(tmp_path, b"\xff\xd8\xff\xe0\x00", "cut.jpg"))
+    assert not reader.jpeg_without_c2pa(_write(tmp_path, b"not a jpeg", "x.jpg"))

@@ -53,6 +53,35 @@ _MANIFEST_ERRORS = frozenset(
 )
 
 
+_MAX_SEGMENTS = 256
+
+
+def jpeg_without_c2pa(path: Path) -> bool:
+    """True when a JPEG's header segments (up to the image data) hold no C2PA data or reference.
+
+    C2PA embeds its manifest store in APP11 (JUMBF) segments and points to remote manifests
+    from XMP (``dcterms:provenance``). When the header walks cleanly to the start of the image
+    data without either, the SDK (which reads the whole file) is not needed. Anything unusual
+    answers False, so the SDK decides.
+    """
+    with path.open("rb") as fh:
+        if fh.read(2) != b"\xff\xd8":
+            return False
+        for _ in range(_MAX_SEGMENTS):
+            head = fh.read(4)
+            if len(head) < 4 or head[0] != 0xFF:
+                return False
+            marker, length = head[1], int.from_bytes(head[2:4], "big")
+            if marker == 0xDA:  # start of scan: no more header segments
+                return True
+            if marker == 0xEB or length < 2:  # APP11: JUMBF, where C2PA lives
+                return False
+            body = fh.read(length - 2)
+            if marker == 0xE1 and b"provenance" in body:
+                return False
+    return False
+
+
 def read_c2pa(path: Path, mime: str) -> dict[str, Any] | None:
     """The summary of the file's C2PA manifest, None if it has none; never raises for the file.
 
@@ -68,6 +97,8 @@ def read_c2pa(path: Path, mime: str) -> dict[str, Any] | None:
         return {"present": False, "error": "ImportError"}
     try:
         if mime not in c2pa.Reader.get_supported_mime_types():
+            return None
+        if mime == "image/jpeg" and jpeg_without_c2pa(path):
             return None
         if path.stat().st_size > MAX_BYTES:
             return {"present": False, "error": "FileTooLarge"}
