@@ -6,10 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from verification.config import Settings, load_settings
-from verification.custody import Ledger
-from verification.db import make_engine, migrate
+from verification.custody import initialise_ledger
 from verification.pipeline import Context, open_context
-from verification.signing import create_key
 from verification.storage import ObjectStore
 
 
@@ -20,11 +18,7 @@ def make_settings(home: Path, **overrides: Any) -> Settings:
 
 def init_context(settings: Settings, store: ObjectStore | None = None, **kw: Any) -> Context:
     """What `evidence init` does, then a pipeline context."""
-    engine = make_engine(settings.resolved_database_url)
-    migrate(engine)
-    signer = create_key(settings.resolved_key_path)
-    Ledger(engine, signer).register_key()
-    engine.dispose()
+    initialise_ledger(settings).engine.dispose()
     return open_context(settings, store=store, **kw)
 
 

@@ -145,16 +145,13 @@ def _is_db_error(exc: Exception) -> bool:
 
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     """Create everything the pipeline needs; safe to run again."""
-    from verification.custody import Ledger
-    from verification.db import make_engine, migrate
-    from verification.signing import create_key
+    from verification.custody import initialise_ledger
     from verification.storage import open_store
 
     settings.home.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.resolved_database_url)
-    migrate(engine)
-    signer = create_key(settings.resolved_key_path)
-    Ledger(engine, signer).register_key()
+    ledger = initialise_ledger(settings)
+    assert ledger.signer is not None
+    signer = ledger.signer
     store = open_store(settings)
     if settings.store == "s3" and (args.create_bucket or args.object_lock):
         store.ensure_bucket(versioning=True, object_lock=args.object_lock)  # type: ignore[attr-defined]
@@ -276,13 +273,13 @@ def _context(settings: Settings) -> Any:
     from verification.signing import SigningKeyError
 
     try:
-        return pipeline.open_context(settings, agents=[_operator()])
+        return pipeline.open_context(settings, agents=[_operator(settings)])
     except SigningKeyError as exc:
         raise UsageError(str(exc)) from exc
 
 
-def _operator() -> dict[str, str]:
-    return {"type": "operator", "name": load_settings().analyst or getpass.getuser()}
+def _operator(settings: Settings) -> dict[str, str]:
+    return {"type": "operator", "name": settings.analyst or getpass.getuser()}
 
 
 def _resolve_item(ctx: Any, prefix: str) -> str:

@@ -17,7 +17,7 @@ import uuid as uuidlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import rfc8785
 from sqlalchemy import Engine, func, select
@@ -27,6 +27,9 @@ from sqlalchemy.orm import Session
 from verification import __version__
 from verification.db import Checkpoint, Event, Item, SigningKey, utcnow
 from verification.signing import Signer, verify_signature
+
+if TYPE_CHECKING:
+    from verification.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -443,6 +446,19 @@ class Ledger:
             msg = "this ledger was opened read-only (no signing key)"
             raise RuntimeError(msg)
         return self.signer
+
+
+def initialise_ledger(settings: Settings) -> Ledger:
+    """What ``evidence init`` does to the ledger: migrate the schema, create the signing key
+    (once) and register its public half. Safe to run again."""
+    from verification.db import make_engine, migrate
+    from verification.signing import create_key
+
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    ledger = Ledger(engine, create_key(settings.resolved_key_path))
+    ledger.register_key()
+    return ledger
 
 
 def check_checkpoint(

@@ -32,20 +32,15 @@ def run_demo(settings: Settings, *, fresh: bool = False, direct: bool = False) -
     """Initialise, submit the samples with their claims, process them and print the results."""
     from verification import pipeline, samples
     from verification.cli import print_outcomes
-    from verification.custody import Ledger
-    from verification.db import make_engine, migrate
+    from verification.custody import initialise_ledger
     from verification.intake import submit_file
-    from verification.signing import create_key
     from verification.storage import open_store
 
     demo = demo_settings(settings)
     if fresh and demo.home.exists():
         shutil.rmtree(demo.home)
     demo.home.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(demo.resolved_database_url)
-    migrate(engine)
-    signer = create_key(demo.resolved_key_path)
-    Ledger(engine, signer).register_key()
+    initialise_ledger(demo).engine.dispose()
     store = open_store(demo)
 
     print(f"1. Building sample submissions in {demo.home / 'samples'}")

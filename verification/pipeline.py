@@ -205,12 +205,17 @@ def _injected_fault(key: str) -> None:
         os.abort()
 
 
-def analyse_submission(settings: Settings, key: str, store: ObjectStore | None = None) -> Analysis:
-    """Preserve and analyse one incoming object. Never raises: failures come back as values."""
+def analyse_submission(
+    settings: Settings, key: str, store: ObjectStore | None = None, info: ObjectInfo | None = None
+) -> Analysis:
+    """Preserve and analyse one incoming object. Never raises: failures come back as values.
+
+    ``info`` is the object's description when the caller already asked the store for it.
+    """
     _injected_fault(key)
     store = store or open_store(settings)
     try:
-        info = store.head(key)
+        info = info or store.head(key)
     except (StoreError, OSError) as exc:
         return Analysis(key, None, error=_reason(exc), error_stage="read")
     try:
@@ -916,7 +921,7 @@ def process_submission(ctx: Context, key: str) -> Outcome:
     done = _processed(ctx, info)
     if done is not None:
         return done
-    return record_analysis(ctx, analyse_submission(ctx.settings, key, ctx.store))
+    return record_analysis(ctx, analyse_submission(ctx.settings, key, ctx.store, info))
 
 
 def process_batch(
@@ -970,9 +975,9 @@ def _pool_round(
     done: set[str] = set()
     with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
         futures = {
-            pool.submit(analyse_submission, ctx.settings, key): key
-            for key in keys
-            if not _done_key(ctx, key)
+            pool.submit(analyse_submission, ctx.settings, key, None, info): key
+            for key, info in ((key, _head_unless_done(ctx, key)) for key in keys)
+            if info is not DONE
         }
         try:
             for future in as_completed(futures):
@@ -987,11 +992,17 @@ def _pool_round(
             unfinished.extend(k for k in futures.values() if k not in done)
 
 
-def _done_key(ctx: Context, key: str) -> bool:
+DONE = object()
+
+
+def _head_unless_done(ctx: Context, key: str) -> Any:
+    """The object's info for a worker; ``DONE`` when already processed; None when HEAD failed
+    (the worker then asks again and records the failure)."""
     try:
-        return _processed(ctx, ctx.store.head(key)) is not None
+        info = ctx.store.head(key)
     except (StoreError, OSError):
-        return False
+        return None
+    return DONE if _processed(ctx, info) is not None else info
 
 
 def _analyse_unless_done(ctx: Context, key: str) -> Analysis:
@@ -1001,7 +1012,7 @@ def _analyse_unless_done(ctx: Context, key: str) -> Analysis:
         return Analysis(key, None, error=_reason(exc), error_stage="read")
     if _processed(ctx, info) is not None:
         return Analysis(key, info)  # record_analysis returns the stored outcome
-    return analyse_submission(ctx.settings, key, ctx.store)
+    return analyse_submission(ctx.settings, key, ctx.store, info)
 
 
 def ingest(

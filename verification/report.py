@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from verification.custody import ChainFailure, verify_chain
 from verification.db import DuplicateLink, Item, ItemFinding, Record, Submission
 from verification.findings import SEVERITY_ORDER
 
@@ -94,7 +95,12 @@ def item_report(ctx: Any, sha: str) -> dict[str, Any]:
         versions = [r.pipeline_version for r in records]
         record = records[-1].data if records else {}
     events = ctx.ledger.events(sha)
-    failure = ctx.ledger.verify(sha).failures
+    broken = (
+        verify_chain(sha, events, ctx.ledger.public_keys())
+        if events
+        else ChainFailure(sha, None, None, "no custody events recorded")
+    )
+    failure = [broken] if broken else []
     return {
         "item": summary,
         "record": record,
