@@ -22,7 +22,7 @@ from verification.findings import Finding, Severity
 
 if TYPE_CHECKING:
     from verification.claims import Claims
-    from verification.config import Settings
+    from verification.config import AnalysisOptions as Settings
 
 logger = logging.getLogger(__name__)
 

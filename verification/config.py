@@ -7,6 +7,7 @@ under ``./var``). docs/configuration.md is generated from the field descriptions
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -58,6 +59,12 @@ class Settings(BaseSettings):
         description="Processes used to analyse one batch. Default: all cores.",
     )
     batch_size: int = Field(50, ge=1, description="Submissions per batch (per Airflow task).")
+    analysis_timeout: float = Field(
+        600.0,
+        gt=0,
+        description="Seconds the analysis of one file may take before its worker is killed and "
+        "the file quarantined.",
+    )
     video_timeout: float = Field(
         120.0, gt=0, description="Seconds one video's decoding may take before it is abandoned."
     )
@@ -116,6 +123,30 @@ class Settings(BaseSettings):
     def resolved_key_path(self) -> Path:
         """Where the installation's signing key lives."""
         return (self.key_path or self.home / "keys" / "installation.pem").resolve()
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisOptions:
+    """What shapes the analysis of one file: decoding limits, thresholds, the geocoder.
+
+    Built once from :class:`~verification.config.Settings` in the process that owns the batch and
+    sent to every analysis worker, so a worker behaves the same under the CLI, ``dag.test()``, a
+    LocalExecutor or Celery task, or a Kubernetes pod.
+    """
+
+    max_image_pixels: int = 200_000_000
+    video_timeout: float = 120.0
+    keyframes: int = 8
+    distance_threshold_km: float = 5.0
+    time_tolerance_hours: float = 24.0
+    geocoder: str = "offline"
+    nominatim_url: str = "https://nominatim.openstreetmap.org"
+    nominatim_user_agent: str = "evidence-verification"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AnalysisOptions:
+        """The analysis part of the pipeline settings."""
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -106,7 +106,7 @@ def _run(ctx: Context, demo: Settings, direct: bool) -> list[Outcome]:
     )
     sys.stdout.flush()
     run_intake_dag(demo, dags, airflow)
-    return [pipeline.recorded_outcome(ctx, key) for key in keys]
+    return pipeline.recorded_outcomes(ctx, keys)
 
 
 def run_intake_dag(demo: Settings, dags: Path, airflow: Path) -> None:

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from verification.findings import Finding, Severity
 
 if TYPE_CHECKING:
-    from verification.config import Settings
+    from verification.config import AnalysisOptions as Settings
 
 logger = logging.getLogger(__name__)
 

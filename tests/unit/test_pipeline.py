@@ -245,24 +245,53 @@ def test_stale_items_are_reprocessed_into_a_new_record(ctx: Context, tmp_path: P
     assert ctx.ledger.verify(sha).ok
 
 
-def test_crashed_worker_fails_only_its_own_file(
+def test_file_that_crashes_the_analysis_is_quarantined_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A worker killed by a native crash takes down only the file it was on; the rest are verified."""
-    import multiprocessing.forkserver
-
-    # Workers inherit the environment of the fork server: start a new one that sees the hook.
-    multiprocessing.forkserver._forkserver._stop()  # type: ignore[attr-defined]
+    """A file that kills its worker twice is preserved and quarantined; the rest are verified."""
     monkeypatch.setenv(pipeline.FAULT_ENV, "abort:poison")
-    try:
-        ctx = init_context(make_settings(tmp_path / "home", workers=2))
-        for i, name in enumerate(("a.jpg", "poison.jpg", "b.jpg", "c.jpg")):
-            submit(ctx, tmp_path, name, photo(20 + i, taken="2024:03:14 11:20:05"))
-        outcomes = {o.key.rsplit("/", 1)[-1]: o for o in pipeline.ingest(ctx)}
-    finally:
-        monkeypatch.delenv(pipeline.FAULT_ENV)
-        multiprocessing.forkserver._forkserver._stop()  # type: ignore[attr-defined]
-    assert outcomes["poison.jpg"].status == "failed"
-    assert outcomes["poison.jpg"].error == "analysis worker crashed"
-    assert all(outcomes[n].status != "failed" for n in ("a.jpg", "b.jpg", "c.jpg"))
-    assert pipeline.list_new(ctx)[0].key.endswith("poison.jpg")  # retried on the next run
+    ctx = init_context(make_settings(tmp_path / "home", workers=2))
+    data = {}
+    for i, name in enumerate(("a.jpg", "poison.jpg", "b.jpg", "c.jpg")):
+        data[name] = photo(20 + i, taken="2024:03:14 11:20:05")
+        submit(ctx, tmp_path, name, data[name])
+    outcomes = {o.key.rsplit("/", 1)[-1]: o for o in pipeline.ingest(ctx)}
+    poisoned = outcomes["poison.jpg"]
+    assert poisoned.status == "unreadable"
+    assert poisoned.error is None
+    sha = hashlib.sha256(data["poison.jpg"]).hexdigest()
+    quarantine = [e for e in ctx.ledger.events(sha) if e.type == "quarantine"]
+    assert "crashed twice" in quarantine[0].detail["reason"]
+    assert "SIGABRT" in quarantine[0].detail["reason"]
+    with ctx.store.open(vault_key(sha)) as handle:
+        assert handle.read() == data["poison.jpg"]
+    assert all(
+        outcomes[n].status not in {"failed", "unreadable"} for n in ("a.jpg", "b.jpg", "c.jpg")
+    )
+    assert pipeline.list_new(ctx) == []  # recorded once, not retried forever
+    assert ctx.ledger.verify().ok
+
+
+def test_workers_that_cannot_analyse_anything_fail_the_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers that crash on their own self-test raise; no file is recorded as bad, all stay new."""
+    monkeypatch.setenv(pipeline.FAULT_ENV, "abort:*")
+    ctx = init_context(make_settings(tmp_path / "home", workers=2))
+    for i, name in enumerate(("a.jpg", "b.jpg")):
+        submit(ctx, tmp_path, name, photo(30 + i))
+    with pytest.raises(pipeline.WorkersUnavailable, match=r"could not start.*SIGABRT"):
+        pipeline.ingest(ctx)
+    assert counts(ctx) == (0, 0, 0, 0, 0)
+    assert [i.key.rsplit("/", 1)[-1] for i in pipeline.list_new(ctx)] == ["a.jpg", "b.jpg"]
+
+
+def test_retried_batch_returns_recorded_outcomes(ctx: Context, tmp_path: Path) -> None:
+    """A batch run again (a retried task) returns what was recorded, not nothing."""
+    keys = [submit(ctx, tmp_path, f"{n}.jpg", photo(40 + n)) for n in range(3)]
+    first = pipeline.process_batch(ctx, keys, workers=2)
+    before = counts(ctx)
+    again = pipeline.process_batch(ctx, keys, workers=2)
+    assert again == first
+    assert [o.key for o in again] == keys
+    assert counts(ctx) == before

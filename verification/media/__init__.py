@@ -27,7 +27,7 @@ from verification.media._model import (
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from verification.config import Settings
+    from verification.config import AnalysisOptions as Settings
 
 __all__ = [
     "IMAGE_FORMATS",

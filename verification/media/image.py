@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from PIL import Image
 
-    from verification.config import Settings
+    from verification.config import AnalysisOptions as Settings
 
 logger = logging.getLogger(__name__)
 

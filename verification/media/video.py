@@ -37,7 +37,7 @@ from verification.media._model import (
 from verification.media.c2pa import library_version, read_c2pa
 
 if TYPE_CHECKING:
-    from verification.config import Settings
+    from verification.config import AnalysisOptions as Settings
 
 logger = logging.getLogger(__name__)
 

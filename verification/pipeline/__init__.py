@@ -1,0 +1,70 @@
+"""The pipeline layer: preserve ─> hash ─> identify ─> extract ─> check ─> dedupe ─> record.
+
+Owns the flow of a submission through the system, split along the worker boundary:
+
+* the store side (:mod:`.preserve`): read once while hashing, keep write-once in the vault, prove
+  the vault copy, store derivatives; it runs in the process that owns the batch;
+* the analysis (:mod:`verification.analysis`): in worker processes, bytes in, findings out;
+* the recording side (:mod:`.record`, :mod:`.dedupe`): items, submissions, records, duplicate
+  links and custody events in the ledger database;
+* batches (:mod:`.batch`) overlap the three; :mod:`.reprocess` analyses preserved originals again.
+
+It may import the analysis, media, checks, ledger, database and storage modules; the CLI, DAGs,
+exports and the review UI import it, never the other way round.
+"""
+
+from __future__ import annotations
+
+from verification.analysis import WorkersUnavailable
+from verification.pipeline.batch import (
+    FAULT_ENV,
+    analysis_pool,
+    ingest,
+    list_new,
+    process_batch,
+    process_submission,
+)
+from verification.pipeline.context import Context, open_context
+from verification.pipeline.dedupe import load_index
+from verification.pipeline.layout import (
+    INCOMING,
+    SIDECAR_SUFFIX,
+    case_of,
+    derivative_key,
+    pipeline_version,
+    vault_key,
+)
+from verification.pipeline.model import EVIDENCE_STATUSES, FAILED, Analysis, Outcome
+from verification.pipeline.preserve import PreservationError, preserve, read_claims
+from verification.pipeline.record import recorded_outcomes
+from verification.pipeline.reprocess import reprocess_item, reprocess_items, stale_items
+
+__all__ = [
+    "EVIDENCE_STATUSES",
+    "FAILED",
+    "FAULT_ENV",
+    "INCOMING",
+    "SIDECAR_SUFFIX",
+    "Analysis",
+    "Context",
+    "Outcome",
+    "PreservationError",
+    "WorkersUnavailable",
+    "analysis_pool",
+    "case_of",
+    "derivative_key",
+    "ingest",
+    "list_new",
+    "load_index",
+    "open_context",
+    "pipeline_version",
+    "preserve",
+    "process_batch",
+    "process_submission",
+    "read_claims",
+    "recorded_outcomes",
+    "reprocess_item",
+    "reprocess_items",
+    "stale_items",
+    "vault_key",
+]

@@ -1,0 +1,187 @@
+"""Batches: list what is new, then preserve, analyse and record each submission.
+
+Three kinds of work overlap in one batch: store I/O (reading, hashing and preserving each
+submission) in a few threads, analysis in worker processes (:mod:`verification.analysis`), and
+recording in the calling thread, one submission at a time, in order of completion.
+
+What a batch reports never hides a failure: a submission is either recorded with an evidence
+status (``unreadable`` included: quarantined with its reason) or ``failed`` (the store, the
+database or the workers let it down; nothing was decided and the next run tries it again).
+When the analysis workers cannot run at all, :class:`WorkersUnavailable` is raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from verification.analysis import (
+    AnalysisJob,
+    AnalysisOptions,
+    AnalysisPool,
+    FileFailed,
+    WorkersUnavailable,
+)
+from verification.analysis.pool import warm_pool
+from verification.config import Settings
+from verification.db import Submission
+from verification.pipeline.context import Context
+from verification.pipeline.layout import INCOMING, SIDECAR_SUFFIX
+from verification.pipeline.model import FAILED, Analysis, Outcome, reason, with_analysis
+from verification.pipeline.preserve import fetch_and_preserve, store_derivatives
+from verification.pipeline.record import (
+    current,
+    is_processed,
+    processed_outcome,
+    record_analysis,
+)
+from verification.storage import ObjectInfo, StoreError
+from verification.text import printable
+
+log = logging.getLogger(__name__)
+
+# Test hook, read here (never by the workers) and handed to them: see verification.analysis.worker.
+FAULT_ENV = "EVIDENCE_TEST_FAULT"
+
+
+def list_new(ctx: Context, case: str | None = None) -> list[ObjectInfo]:
+    """Objects under ``incoming/`` not yet processed (by key + ETag); failed ones come back."""
+    prefix = f"{INCOMING}{case}/" if case else INCOMING
+    with Session(ctx.engine) as session:
+        rows = session.execute(
+            select(Submission.store_key, Submission.etag).where(Submission.state == "processed")
+        )
+        done = {(key, etag) for key, etag in rows}
+    return [
+        info
+        for info in ctx.store.list(prefix)
+        if not info.key.endswith(SIDECAR_SUFFIX) and (info.key, info.etag) not in done
+    ]
+
+
+@contextmanager
+def analysis_pool(settings: Settings, workers: int) -> Iterator[AnalysisPool]:
+    """The analysis workers for a batch, configured from ``settings``."""
+    with warm_pool(
+        AnalysisOptions.from_settings(settings),
+        workers,
+        timeout=settings.analysis_timeout,
+        fault=os.environ.get(FAULT_ENV) or None,
+    ) as pool:
+        yield pool
+
+
+def process_batch(
+    ctx: Context,
+    keys: Sequence[str],
+    *,
+    workers: int | None = None,
+    progress: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Process many submissions; one bad file never stops the batch. Outcomes in ``keys`` order.
+
+    A key already processed returns its recorded outcome. Raises
+    :class:`~verification.analysis.WorkersUnavailable` when no analysis can run; what was
+    recorded before that stays recorded, the rest stays new.
+    """
+    if not keys:
+        return []
+    workers = max(1, min(workers or ctx.settings.workers, len(keys)))
+    order = {key: i for i, key in enumerate(keys)}
+    outcomes: list[Outcome] = []
+    with (
+        analysis_pool(ctx.settings, workers) as pool,
+        ThreadPoolExecutor(workers + 1, thread_name_prefix="evidence-io") as io,
+    ):
+        futures = [io.submit(_prepare, ctx, pool, key) for key in keys]
+        try:
+            for future in as_completed(futures):
+                outcome = _record(ctx, future)
+                outcomes.append(outcome)
+                if progress:
+                    progress(outcome)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    final = [current(ctx, outcome) for outcome in outcomes]
+    return sorted(final, key=lambda o: order.get(o.key, len(order)))
+
+
+def process_submission(ctx: Context, key: str) -> Outcome:
+    """Run every step for one incoming object and return its outcome (idempotent)."""
+    return process_batch(ctx, [key], workers=1)[0]
+
+
+def ingest(
+    ctx: Context,
+    case: str | None = None,
+    *,
+    workers: int | None = None,
+    progress: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Process everything new under ``incoming/`` (optionally one case)."""
+    keys = [info.key for info in list_new(ctx, case)]
+    return process_batch(ctx, keys, workers=workers, progress=progress)
+
+
+class _Done:
+    """A submission (key + ETag) that was already processed."""
+
+    def __init__(self, info: ObjectInfo) -> None:
+        self.info = info
+
+
+def _prepare(ctx: Context, pool: AnalysisPool, key: str) -> Analysis | _Done:
+    """Store side and analysis of one submission (runs in an I/O thread)."""
+    try:
+        return _preserve_and_analyse(ctx, pool, key)
+    except WorkersUnavailable:
+        raise
+    except (StoreError, OSError) as exc:
+        return Analysis(key, None, error=reason(exc), error_stage="read")
+    except Exception as exc:  # our bug, met on this submission: it fails, the batch goes on
+        log.exception("preparing %s failed", printable(key))
+        return Analysis(key, None, error=f"internal error: {reason(exc)}", error_stage="read")
+
+
+def _preserve_and_analyse(ctx: Context, pool: AnalysisPool, key: str) -> Analysis | _Done:
+    info = ctx.store.head(key)
+    if is_processed(ctx, info):
+        return _Done(info)
+    with tempfile.TemporaryDirectory(prefix="evidence-") as tmp:
+        kept = fetch_and_preserve(ctx.store, info, Path(tmp))
+        base = Analysis(key, info, kept.claims, kept.digests, kept.vault_version, kept.vault_check)
+        if not kept.intact:
+            error = "vault copy does not match the submission"
+            return replace(base, error=error, error_stage="preserve")
+        result = pool.analyse(AnalysisJob(str(kept.working), key, kept.claims, info.last_modified))
+    if isinstance(result, FileFailed):
+        return replace(base, error=result.reason, error_stage="analyse")
+    derivatives = store_derivatives(ctx.store, kept.digests.sha256, result.derivatives)
+    return with_analysis(base, result, derivatives, kept.claim_problem)
+
+
+def _record(ctx: Context, future: Future[Analysis | _Done]) -> Outcome:
+    """Record one prepared submission; a database failure is that submission's ``failed``."""
+    prepared = future.result()  # WorkersUnavailable propagates: the batch cannot go on
+    if isinstance(prepared, _Done):
+        done = processed_outcome(ctx, prepared.info)
+        if done is not None:
+            return done
+        prepared = Analysis(prepared.info.key, prepared.info, error="processed record vanished")
+    try:
+        return record_analysis(ctx, prepared)
+    except Exception as exc:
+        log.error("recording %s failed: %s", printable(prepared.key), reason(exc))
+        log.debug("recording %s failed", printable(prepared.key), exc_info=True)
+        return Outcome(prepared.key, None, FAILED, error=reason(exc))

@@ -1,0 +1,123 @@
+"""The values that travel through the pipeline: what was learned about a submission, and its outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from verification.analysis import FileAnalysis
+from verification.claims import Claims
+from verification.findings import Finding
+from verification.hashing import Digests
+from verification.storage import ObjectInfo
+
+# Evidence outcomes: the submission was preserved and recorded with one of these statuses.
+EVIDENCE_STATUSES = ("consistent", "needs-review", "inconsistent", "unreadable")
+# The pipeline could not do its work (store, database or workers): nothing was decided about
+# the file, the submission stays unprocessed and the next run tries again.
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What preservation and analysis learned about one submission; what recording needs.
+
+    ``error`` set with ``info`` and ``digests`` present means the file was preserved but defeats
+    the analysis (it is quarantined); ``error`` without ``digests`` means it could not be read.
+    """
+
+    key: str
+    info: ObjectInfo | None
+    claims: Claims | None = None
+    digests: Digests | None = None
+    vault_version: str | None = None
+    vault_check: Mapping[str, Any] = field(default_factory=dict)
+    format: Mapping[str, Any] = field(default_factory=dict)
+    media: Mapping[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, str] = field(default_factory=dict)
+    perceptual: Mapping[str, Any] = field(default_factory=dict)
+    geolocation: Mapping[str, Any] = field(default_factory=dict)
+    item_findings: tuple[Finding, ...] = ()
+    claim_findings: tuple[Finding, ...] = ()
+    derivatives: tuple[Mapping[str, Any], ...] = ()
+    extractors: Mapping[str, str] = field(default_factory=dict)
+    error: str | None = None
+    error_stage: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one submission, as printed by the CLI and returned by DAG tasks.
+
+    ``status`` is an evidence status (:data:`EVIDENCE_STATUSES`) or ``failed`` when the pipeline
+    could not do its work. It carries no coordinates: it travels through logs and XComs.
+    """
+
+    key: str
+    item: str | None
+    status: str
+    findings: tuple[str, ...] = ()
+    error: str | None = None
+    format: str | None = None
+    size: int | None = None
+
+    @property
+    def failed(self) -> bool:
+        """True when nothing was decided about the file (infrastructure failure; retried)."""
+        return self.status == FAILED
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "key": self.key,
+            "item": self.item,
+            "status": self.status,
+            "findings": list(self.findings),
+            "error": self.error,
+            "format": self.format,
+            "size": self.size,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Outcome:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            data["key"],
+            data.get("item"),
+            data["status"],
+            tuple(data.get("findings") or ()),
+            data.get("error"),
+            data.get("format"),
+            data.get("size"),
+        )
+
+
+def reason(exc: BaseException) -> str:
+    """``Type: message`` of an exception, bounded, for records and logs."""
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+def with_analysis(
+    base: Analysis,
+    result: FileAnalysis,
+    derivatives: Sequence[Mapping[str, Any]],
+    claim_problem: Finding | None = None,
+) -> Analysis:
+    """``base`` (a preserved submission) completed with what the analysis found."""
+    claim_findings = (*result.claim_findings, *([claim_problem] if claim_problem else []))
+    return replace(
+        base,
+        format=result.format,
+        media=result.media,
+        metadata=result.metadata,
+        raw=result.raw,
+        perceptual=result.perceptual,
+        geolocation=result.geolocation,
+        item_findings=result.item_findings,
+        claim_findings=claim_findings,
+        derivatives=tuple(derivatives),
+        extractors=result.extractors,
+    )
