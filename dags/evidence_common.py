@@ -93,6 +93,21 @@ def store_from_connection(settings: Settings, conn_id: str = CONN_ID) -> ObjectS
     return S3Store(bucket, client=hook.get_conn(), retention_days=settings.retention_days)
 
 
+def printable(text: str) -> str:
+    """Untrusted text (object keys, error messages) escaped for a log line."""
+    from verification.text import printable as escape
+
+    return escape(str(text))
+
+
+def run_locally(dag: Any) -> int:
+    """``python dags/<file>.py``: one run with ``dag.test()``; exit status 1 unless it succeeded."""
+    run = dag.test()
+    state = str(getattr(run.state, "value", run.state))
+    print(f"{dag.dag_id}: run {run.run_id} ended {state}")
+    return 0 if state == "success" else 1
+
+
 def notify_failure(context: Any) -> None:
     """DAG-level ``on_failure_callback``: the place to wire e-mail or chat alerts.
 

@@ -18,11 +18,12 @@ the chain of custody, so a failed attempt is not hidden by overwriting it.
 from __future__ import annotations
 
 import logging
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
-from evidence_common import DEFAULT_ARGS, notify_failure, open_evidence_context
+from evidence_common import DEFAULT_ARGS, notify_failure, open_evidence_context, run_locally
 
 log = logging.getLogger(__name__)
 
@@ -97,4 +98,4 @@ def evidence_export() -> None:
 dag = evidence_export()
 
 if __name__ == "__main__":
-    dag.test()
+    sys.exit(run_locally(dag))

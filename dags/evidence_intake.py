@@ -8,9 +8,15 @@ and record every step in the custody ledger.
    submissions that failed before come back.
 2. **make_batches**: lists of at most `batch_size` keys.
 3. **process_batch** (mapped, one task per batch): preserve, hash, extract, check, dedupe,
-   record, using every core of its worker (`EVIDENCE_WORKERS`). Emits the `evidence://items`
-   asset event.
-4. **summary**: counts per status and per finding code (no coordinates, ever).
+   record, with `EVIDENCE_WORKERS` analysis processes (default: every core). A file that is
+   corrupt, hostile or crashes the analysis is *quarantined*: a recorded result, the batch
+   succeeds. A submission the pipeline could not process (store, database or worker failure)
+   fails the task, which is retried; its asset event (`evidence://items`) is emitted only when
+   the whole batch was recorded.
+4. **summary**: reads the ledger for every listed key and reports evidence outcomes (per status
+   and finding code, quarantined files) apart from pipeline failures (`failed`, `pending`, each
+   with its reason). It fails the run when anything was not processed, so a red run always
+   means work is left and `on_failure_callback` alerts. No coordinates, ever.
 
 Every step is idempotent: clear and re-run any task and the ledger gains no duplicate.
 The store is the `evidence_s3` Connection's bucket (else `EVIDENCE_*`); the ledger is
@@ -20,12 +26,19 @@ The store is the `evidence_s3` Connection's bucket (else `EVIDENCE_*`); the ledg
 from __future__ import annotations
 
 import logging
-from collections import Counter
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import Asset, Param, dag, get_current_context, task
-from evidence_common import DEFAULT_ARGS, notify_failure, open_evidence_context, schedule
+from evidence_common import (
+    DEFAULT_ARGS,
+    notify_failure,
+    open_evidence_context,
+    printable,
+    run_locally,
+    schedule,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,35 +84,44 @@ def evidence_intake() -> None:
         return [keys[i : i + size] for i in range(0, len(keys), size)]
 
     @task(outlets=[ITEMS])
-    def process_batch(batch: list[str]) -> list[dict[str, Any]]:
-        """Preserve, analyse and record one batch; one bad file never stops the batch."""
+    def process_batch(batch: list[str]) -> dict[str, Any]:
+        """Preserve, analyse and record one batch; fail (and retry) if any submission could not
+        be processed. A bad file is quarantined, never a failure."""
         from verification import pipeline
 
         ctx = open_evidence_context(get_current_context())
         outcomes = pipeline.process_batch(ctx, batch, workers=ctx.settings.workers)
-        return [outcome.to_dict() for outcome in outcomes]
-
-    @task(trigger_rule="none_failed")  # runs (with nothing) when no batch was mapped
-    def summary(results: list[list[dict[str, Any]]]) -> dict[str, Any]:
-        """Counts per status and per finding code, logged and returned."""
-        outcomes = [o for batch in results for o in batch]
-        statuses = Counter(o["status"] for o in outcomes)
-        findings = Counter(code for o in outcomes for code in o["findings"])
-        report = {
-            "submissions": len(outcomes),
-            "statuses": dict(sorted(statuses.items())),
-            "findings": dict(sorted(findings.items())),
-            "failed": sorted(o["key"] for o in outcomes if o["status"] == "failed"),
-        }
-        log.info("intake: %s submission(s), statuses %s", len(outcomes), report["statuses"])
-        log.info("intake: findings %s", report["findings"])
+        report = pipeline.summarise(outcomes)
+        log.info(
+            "batch: recorded %s, quarantined %s", report["recorded"], len(report["quarantined"])
+        )
+        pipeline.check_complete(report)
         return report
 
-    batches = make_batches(list_new())
-    summary(process_batch.expand(batch=batches))
+    @task(trigger_rule="all_done")  # also after a failed batch: the report says what is left
+    def summary(keys: list[str]) -> dict[str, Any]:
+        """Evidence outcomes and pipeline failures of this run, from the ledger; fails the run
+        when any listed submission was not processed."""
+        from verification import pipeline
+
+        ctx = open_evidence_context(get_current_context())
+        report = pipeline.summarise(pipeline.recorded_outcomes(ctx, keys))
+        log.info("intake: %s submission(s); recorded %s", report["submissions"], report["recorded"])
+        log.info("intake: findings %s", report["findings"])
+        for failure in report["failed"]:
+            log.error(
+                "not processed: %s: %s", printable(failure["key"]), printable(failure["error"])
+            )
+        pipeline.check_complete(report)
+        return report
+
+    keys = list_new()
+    batches = make_batches(keys)
+    done = process_batch.expand(batch=batches)
+    done >> summary(keys)
 
 
 dag = evidence_intake()
 
 if __name__ == "__main__":
-    dag.test()
+    sys.exit(run_locally(dag))

@@ -12,7 +12,8 @@ Every night, prove that every preserved original is still the byte sequence rece
    `checkpoints/<created_at>.json` in the bucket, then time-stamped when
    `verification.timestamps` is installed.
 4. **verdict**: fails the run, after everything above is recorded, when an original failed its
-   check or is missing (or a batch could not run). The DAG's `on_failure_callback`
+   check, is missing or could not be read at all (`not-run` is never a pass), when an item could
+   not be reprocessed, or when a batch did not finish. The DAG's `on_failure_callback`
    (`evidence_common.notify_failure`) is where e-mail or chat alerts are wired.
 
 Schedule: `EVIDENCE_NIGHTLY_SCHEDULE` (default 02:00 UTC).
@@ -21,11 +22,18 @@ Schedule: `EVIDENCE_NIGHTLY_SCHEDULE` (default 02:00 UTC).
 from __future__ import annotations
 
 import logging
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
-from evidence_common import DEFAULT_ARGS, notify_failure, open_evidence_context, schedule
+from evidence_common import (
+    DEFAULT_ARGS,
+    notify_failure,
+    open_evidence_context,
+    run_locally,
+    schedule,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,20 +95,14 @@ def evidence_nightly() -> None:
 
     @task
     def reprocess(batch: list[str]) -> dict[str, Any]:
-        """A new record for each stale item; an unreadable original is reported, not fatal."""
+        """A new record for each stale item; one that cannot be reprocessed is reported (and fails
+        the verdict), the others go on."""
         from verification import pipeline
-        from verification.storage import StoreError
 
         ctx = open_evidence_context(get_current_context())
-        done, failed = 0, []
-        for sha in batch:
-            try:
-                pipeline.reprocess_item(ctx, sha)
-                done += 1
-            except StoreError as exc:  # tampered or missing: fixity records it in the ledger
-                log.error("cannot reprocess %s: %s", sha[:12], type(exc).__name__)
-                failed.append(sha)
-        return {"reprocessed": done, "failed": failed}
+        outcomes = pipeline.reprocess_items(ctx, batch, workers=ctx.settings.workers)
+        failed = [o.item or o.key for o in outcomes if o.failed]
+        return {"reprocessed": len(outcomes) - len(failed), "failed": failed}
 
     @task(trigger_rule="all_done")
     def checkpoint() -> dict[str, Any]:
@@ -117,7 +119,8 @@ def evidence_nightly() -> None:
         reprocess_results: list[dict[str, Any]],
         stored: dict[str, Any] | None,
     ) -> dict[str, Any]:
-        """Fail the run when an original failed or is missing, or when any step did not finish."""
+        """Fail the run when an original failed, is missing or could not be checked, when an item
+        could not be reprocessed, or when any step did not finish."""
         from airflow.sdk.exceptions import AirflowFailException
 
         report = _report(fixity_results, reprocess_results, stored)
@@ -125,13 +128,22 @@ def evidence_nightly() -> None:
             len(reprocess_results) < len(stale_batches)
         )
         log.info("nightly: fixity %s, checkpoint %s", report["fixity"], report["checkpoint"])
-        if report["problems"] or unfinished or stored is None:
-            msg = (
-                f"nightly check found {len(report['problems'])} damaged or missing original(s) "
-                f"(fixity {report['fixity']})"
-                + ("; a fixity or reprocessing batch did not finish" if unfinished else "")
-                + ("; no checkpoint was written" if stored is None else "")
-            )
+        reasons = [
+            f"{len(report['problems'])} damaged or missing original(s)"
+            if report["problems"]
+            else "",
+            f"{len(report['not_checked'])} original(s) could not be checked (not-run)"
+            if report["not_checked"]
+            else "",
+            f"{len(report['reprocess_failed'])} item(s) could not be reprocessed"
+            if report["reprocess_failed"]
+            else "",
+            "a fixity or reprocessing batch did not finish" if unfinished else "",
+            "no checkpoint was written" if stored is None else "",
+        ]
+        reasons = [r for r in reasons if r]
+        if reasons:
+            msg = f"nightly check failed: {'; '.join(reasons)} (fixity {report['fixity']})"
             raise AirflowFailException(msg)
         return report
 
@@ -159,9 +171,16 @@ def _report(
         for p in batch["problems"]
         if p["outcome"] in {"failure", "missing"}
     ]
+    not_checked = [
+        p["item"][:12]
+        for batch in fixity_results
+        for p in batch["problems"]
+        if p["outcome"] == "not-run"
+    ]
     return {
         "fixity": dict(sorted(counts.items())),
         "problems": problems,
+        "not_checked": not_checked,
         "reprocessed": sum(r["reprocessed"] for r in reprocess_results),
         "reprocess_failed": [sha[:12] for r in reprocess_results for sha in r["failed"]],
         "checkpoint": stored,
@@ -171,4 +190,4 @@ def _report(
 dag = evidence_nightly()
 
 if __name__ == "__main__":
-    dag.test()
+    sys.exit(run_locally(dag))

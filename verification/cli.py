@@ -19,6 +19,7 @@ from verification import __version__
 from verification.claims import Claims, InvalidClaim, parse_location, parse_time
 from verification.config import Settings, load_settings
 from verification.extensions import Handler
+from verification.text import printable
 
 log = logging.getLogger("verification.cli")
 
@@ -198,7 +199,7 @@ def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
-    """Process everything new; exit 1 when any submission could not be read."""
+    """Process everything new; exit 1 when any submission could not be processed."""
     from verification import pipeline
 
     ctx = _context(settings)
@@ -207,12 +208,24 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
         print("nothing new under incoming/")
         return 0
     bar = _progress(len(pending), disable=args.no_progress)
-    outcomes = pipeline.process_batch(
-        ctx, [p.key for p in pending], workers=args.workers, progress=lambda _o: bar.update(1)
-    )
+    try:
+        outcomes = pipeline.process_batch(
+            ctx, [p.key for p in pending], workers=args.workers, progress=lambda _o: bar.update(1)
+        )
+    except pipeline.WorkersUnavailable as exc:
+        bar.close()
+        print(f"evidence: error: nothing was analysed: {exc}", file=sys.stderr)
+        return 1
     bar.close()
     print_outcomes(outcomes)
-    return 1 if any(o.status == "failed" for o in outcomes) else 0
+    failed = [o for o in outcomes if o.failed]
+    if failed:
+        print(
+            f"evidence: {len(failed)} submission(s) could not be processed (see 'error' above); "
+            "they stay new and the next ingest tries them again",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
 
 
 def _progress(total: int, disable: bool) -> Any:
@@ -231,12 +244,13 @@ def print_outcomes(outcomes: Sequence[Any]) -> None:
     """The summary table: item, SHA-256 prefix, type, size, status, findings."""
     rows = [
         (
-            o.key.rsplit("/", 1)[-1][:28],
+            printable(o.key.rsplit("/", 1)[-1])[:28],
             (o.item or "-")[:12],
             o.format or "-",
             _size(o.size),
             o.status,
-            ", ".join(c for c in o.findings if c not in INFORMATIVE) or (o.error or "")[:60],
+            ", ".join(c for c in o.findings if c not in INFORMATIVE)
+            or printable(o.error or "")[:60],
         )
         for o in outcomes
     ]
@@ -342,6 +356,8 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_custody(settings: Settings, args: argparse.Namespace) -> int:
     """``custody log``, ``custody verify`` and ``custody checkpoint``."""
+    from verification.custody import describe_agent
+
     ctx = _context(settings)
     if args.custody_command == "log":
         sha = _resolve_item(ctx, args.item)
@@ -349,12 +365,11 @@ def cmd_custody(settings: Settings, args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(event.to_dict(), sort_keys=True))
             else:
-                who = (
-                    ", ".join(a.get("name", "?") for a in event.agents[1:])
-                    or event.agents[0]["name"]
+                who = "; ".join(describe_agent(a) for a in event.agents[1:]) or describe_agent(
+                    event.agents[0]
                 )
                 print(
-                    f"#{event.seq:<3} {event.time}  {event.type:<26} {event.outcome:<8} {who}  {event.hash[:16]}"
+                    f"#{event.seq:<3} {event.time}  {event.type:<26} {event.outcome:<8} {printable(who)}  {event.hash[:16]}"
                 )
         return 0
     if args.custody_command == "checkpoint":

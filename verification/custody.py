@@ -208,6 +208,25 @@ def _check_event(
     return None
 
 
+def describe_agent(agent: Mapping[str, Any]) -> str:
+    """One line naming who acted: a person or operator by name, software with its version, an
+    Airflow task by DAG, run, task, try and map index."""
+    kind = agent.get("type")
+    if kind == "execution":
+        task = str(agent.get("task_id", "?"))
+        index = agent.get("map_index")
+        if isinstance(index, int) and index >= 0:
+            task += f"[{index}]"
+        return (
+            f"airflow {agent.get('dag_id', '?')} run {agent.get('run_id', '?')} "
+            f"task {task} try {agent.get('try_number', '?')}"
+        )
+    name = str(agent.get("name") or kind or "unknown agent")
+    version = agent.get("version")
+    label = f"{name} {version}" if version else name
+    return f"{kind} {label}" if kind in {"person", "operator"} else label
+
+
 def merkle_root(heads: Mapping[str, str]) -> str:
     """Merkle root (RFC 6962 style leaf/node prefixes) over ``item -> head hash``, sorted by item."""
     level = [

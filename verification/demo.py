@@ -60,12 +60,19 @@ def run_demo(settings: Settings, *, fresh: bool = False, direct: bool = False) -
         print(f"   {sample.name:<18} {sample.case:<11} {sample.shows}")
 
     ctx = pipeline.open_context(demo, store=store, agents=[{"type": "operator", "name": "demo"}])
-    outcomes = _run(ctx, demo, direct)
+    outcomes, ran = _run(ctx, demo, direct)
     print_outcomes(outcomes)
     report = ctx.ledger.verify()
     print(
         f"\ncustody: {report.items} chains, {report.events} events, {'all verified' if report.ok else 'PROBLEMS FOUND'}"
     )
+    unprocessed = [o for o in outcomes if o.item is None]
+    if unprocessed or not ran:
+        print(
+            f"\nINCOMPLETE: {len(unprocessed)} submission(s) were not processed"
+            + ("" if ran else "; the intake run failed (see its log above)"),
+            file=sys.stderr,
+        )
     first = next((o.item for o in outcomes if o.item), None)
     env = f"EVIDENCE_HOME={demo.home} {_self_command()}"
     print("\nNext:")
@@ -74,7 +81,7 @@ def run_demo(settings: Settings, *, fresh: bool = False, direct: bool = False) -
         print(f"  {env} custody log {first[:12]}   # its chain of custody")
     print(f"  {env} custody verify            # recompute every hash and signature")
     print(f"  {env} list                      # every item with its status")
-    return 0 if report.ok else 1
+    return 0 if report.ok and ran and not unprocessed else 1
 
 
 def _self_command() -> str:
@@ -89,7 +96,8 @@ def _self_command() -> str:
     return "evidence"
 
 
-def _run(ctx: Context, demo: Settings, direct: bool) -> list[Outcome]:
+def _run(ctx: Context, demo: Settings, direct: bool) -> tuple[list[Outcome], bool]:
+    """Process the demo submissions; the outcomes and whether the run itself succeeded."""
     from verification import pipeline
 
     keys = [info.key for info in pipeline.list_new(ctx)]
@@ -100,17 +108,18 @@ def _run(ctx: Context, demo: Settings, direct: bool) -> list[Outcome]:
             "\n2. Processing incoming/ directly (preserve, hash, identify, extract, check, dedupe, record)\n"
         )
         sys.stdout.flush()
-        return pipeline.process_batch(ctx, keys, workers=demo.workers)
+        return pipeline.process_batch(ctx, keys, workers=demo.workers), True
     print(
         "\n2. Running the Airflow DAG evidence_intake over incoming/ (dag.test(), embedded SQLite)\n"
     )
     sys.stdout.flush()
-    run_intake_dag(demo, dags, airflow)
-    return pipeline.recorded_outcomes(ctx, keys)
+    ran = run_intake_dag(demo, dags, airflow)
+    return pipeline.recorded_outcomes(ctx, keys), ran
 
 
-def run_intake_dag(demo: Settings, dags: Path, airflow: Path) -> None:
-    """Run ``evidence_intake`` once with ``dag.test()`` in its own Airflow home under the demo."""
+def run_intake_dag(demo: Settings, dags: Path, airflow: Path) -> bool:
+    """Run ``evidence_intake`` once with ``dag.test()`` in its own Airflow home under the demo;
+    True when the run succeeded."""
     import os
     import subprocess
 
@@ -125,7 +134,6 @@ def run_intake_dag(demo: Settings, dags: Path, airflow: Path) -> None:
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
             "EVIDENCE_HOME": str(demo.home.resolve()),
-            "EVIDENCE_WORKERS": str(demo.workers),
         }
     )
     log_path = home / "demo-dag-run.log"
@@ -149,4 +157,5 @@ def run_intake_dag(demo: Settings, dags: Path, airflow: Path) -> None:
             check=False,
             timeout=1800,
         )
-    print(f"   DAG run {'finished' if done.returncode == 0 else 'FAILED'}; its log: {log_path}\n")
+    print(f"   DAG run {'succeeded' if done.returncode == 0 else 'FAILED'}; its log: {log_path}\n")
+    return done.returncode == 0

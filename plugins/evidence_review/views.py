@@ -156,13 +156,11 @@ def image_derivatives(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def agent_names(agents: Iterable[Mapping[str, Any]]) -> str:
-    """Who acted: people and operators by name, software by name and version."""
-    names = []
-    for agent in agents:
-        name = str(agent.get("name", "?"))
-        version = agent.get("version")
-        names.append(f"{name} {version}" if version else name)
-    return ", ".join(names)
+    """Who acted: people and operators by name, software with its version, Airflow tasks by DAG,
+    run, task, try and map index (escaped by the template)."""
+    from verification.custody import describe_agent
+
+    return "; ".join(describe_agent(agent) for agent in agents)
 
 
 def compact_json(value: Any) -> str:

@@ -63,12 +63,7 @@ def _evidence(
 ) -> Evidence:
     settings = make_settings(tmp_path / "evidence")
     ctx = init_context(settings, store=store, agents=[{"type": "test"}])
-    run_env = {
-        **base,
-        "EVIDENCE_HOME": str(settings.home),
-        "EVIDENCE_WORKERS": "1",
-        **env,
-    }
+    run_env = {**base, "EVIDENCE_HOME": str(settings.home), **env}
     return Evidence(ctx, run_env, tmp_path)
 
 

@@ -84,12 +84,14 @@ def test_hostile_files_become_unreadable_and_the_rest_verifies(local_evidence: E
 
 
 def test_get_object_failure_is_recorded_failed_then_retried(s3_evidence: Evidence) -> None:
-    """A submission whose GetObject fails is recorded failed; the next run processes it."""
+    """A submission whose GetObject keeps failing makes the run red (the rest is recorded, the
+    summary names it); the next run processes it."""
     ev = s3_evidence
     ev.submit("fine.jpg", photo(11))
     flaky = ev.submit("flaky.jpg", photo(12))
     first = ev.run("evidence_intake", fail_get_object=flaky.key)
-    assert first.state == "success", first.output[-3000:]
+    assert first.state == "failed", first.output[-3000:]
+    assert "1 submission(s) could not be processed: incoming/case-1/flaky.jpg" in first.output
     statuses = _statuses(ev)
     assert statuses[flaky.key] == "failed"
     assert statuses["incoming/case-1/fine.jpg"] in {"consistent", "needs-review"}

@@ -11,8 +11,8 @@ for the tests, all in this test process and never in the library:
 
 * ``--crash-after-preserve MARKER``: the first preservation writes the vault object, then the task
   dies (a ``BaseException`` the batch cannot catch) before anything reaches the ledger, as if the
-  worker were killed; MARKER (a file) makes it happen once. Needs ``EVIDENCE_WORKERS=1`` so the
-  analysis runs in the task's own process.
+  task process were killed; MARKER (a file) makes it happen once. Preservation runs in the task's
+  own process (the analysis workers never touch the store), whatever ``EVIDENCE_WORKERS`` is.
 * ``--fail-get-object KEY``: every S3 GetObject of KEY on the Connection's client fails as a
   dropped connection (a botocore event hook).
 """
@@ -37,6 +37,7 @@ PYTHON = sys.executable
 DAG_FILES = {
     "evidence_intake": DAGS / "evidence_intake.py",
     "evidence_nightly": DAGS / "evidence_nightly.py",
+    "evidence_export": DAGS / "evidence_export.py",
 }
 RESULT_PREFIX = "DAG-TEST-RESULT "
 
@@ -162,9 +163,9 @@ class SimulatedWorkerKill(BaseException):
 
 def install_crash_after_preserve(marker: Path) -> None:
     """Make the first preservation die after writing the vault object (once, via ``marker``)."""
-    from verification import pipeline
+    from verification.pipeline import preserve as module
 
-    original = pipeline.preserve
+    original = module.preserve
 
     def preserve_then_die(*args: Any, **kwargs: Any) -> Any:
         result = original(*args, **kwargs)
@@ -173,7 +174,7 @@ def install_crash_after_preserve(marker: Path) -> None:
             raise SimulatedWorkerKill("worker killed between vault write and ledger commit")
         return result
 
-    pipeline.preserve = preserve_then_die  # type: ignore[assignment]
+    module.preserve = preserve_then_die  # type: ignore[assignment]
 
 
 def install_get_object_failure(key: str) -> None:

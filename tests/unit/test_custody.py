@@ -175,3 +175,26 @@ def test_merkle_root_depends_on_every_head() -> None:
     assert merkle_root({**heads, f"{1:064x}": "f" * 64}) != root
     assert merkle_root({k: v for k, v in heads.items() if k != f"{3:064x}"}) != root
     assert merkle_root({**heads, "e" * 64: "0" * 64}) != root
+
+
+def test_agents_are_described_by_what_identifies_them() -> None:
+    """An Airflow task is named by DAG, run, task, map index and try; people by name."""
+    from verification.custody import describe_agent
+
+    task = {
+        "type": "execution",
+        "dag_id": "evidence_intake",
+        "run_id": "manual__2026-12-02T10:00:00",
+        "task_id": "process_batch",
+        "try_number": 2,
+        "map_index": 3,
+    }
+    assert describe_agent(task) == (
+        "airflow evidence_intake run manual__2026-12-02T10:00:00 task process_batch[3] try 2"
+    )
+    assert describe_agent({**task, "map_index": -1}).endswith("task process_batch try 2")
+    assert describe_agent({"type": "person", "name": "ana"}) == "person ana"
+    assert describe_agent({"type": "software", "name": "exifread", "version": "3.5.1"}) == (
+        "exifread 3.5.1"
+    )
+    assert describe_agent({}) == "unknown agent"

@@ -38,6 +38,7 @@ from verification.pipeline.model import EVIDENCE_STATUSES, FAILED, Analysis, Out
 from verification.pipeline.preserve import PreservationError, preserve, read_claims
 from verification.pipeline.record import recorded_outcomes
 from verification.pipeline.reprocess import reprocess_item, reprocess_items, stale_items
+from verification.pipeline.summary import IntakeIncomplete, check_complete, summarise
 
 __all__ = [
     "EVIDENCE_STATUSES",
@@ -47,11 +48,13 @@ __all__ = [
     "SIDECAR_SUFFIX",
     "Analysis",
     "Context",
+    "IntakeIncomplete",
     "Outcome",
     "PreservationError",
     "WorkersUnavailable",
     "analysis_pool",
     "case_of",
+    "check_complete",
     "derivative_key",
     "ingest",
     "list_new",
@@ -66,5 +69,6 @@ __all__ = [
     "reprocess_item",
     "reprocess_items",
     "stale_items",
+    "summarise",
     "vault_key",
 ]

@@ -143,21 +143,23 @@ class _Done:
 
 def _prepare(ctx: Context, pool: AnalysisPool, key: str) -> Analysis | _Done:
     """Store side and analysis of one submission (runs in an I/O thread)."""
+    info: ObjectInfo | None = None
     try:
-        return _preserve_and_analyse(ctx, pool, key)
+        info = ctx.store.head(key)
+        if is_processed(ctx, info):
+            return _Done(info)
+        return _preserve_and_analyse(ctx, pool, info)
     except WorkersUnavailable:
         raise
     except (StoreError, OSError) as exc:
-        return Analysis(key, None, error=reason(exc), error_stage="read")
+        return Analysis(key, info, error=reason(exc), error_stage="read")
     except Exception as exc:  # our bug, met on this submission: it fails, the batch goes on
         log.exception("preparing %s failed", printable(key))
-        return Analysis(key, None, error=f"internal error: {reason(exc)}", error_stage="read")
+        return Analysis(key, info, error=f"internal error: {reason(exc)}", error_stage="read")
 
 
-def _preserve_and_analyse(ctx: Context, pool: AnalysisPool, key: str) -> Analysis | _Done:
-    info = ctx.store.head(key)
-    if is_processed(ctx, info):
-        return _Done(info)
+def _preserve_and_analyse(ctx: Context, pool: AnalysisPool, info: ObjectInfo) -> Analysis:
+    key = info.key
     with tempfile.TemporaryDirectory(prefix="evidence-") as tmp:
         kept = fetch_and_preserve(ctx.store, info, Path(tmp))
         base = Analysis(key, info, kept.claims, kept.digests, kept.vault_version, kept.vault_check)

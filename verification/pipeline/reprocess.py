@@ -6,6 +6,7 @@ pipeline version. Each submission's claims are checked again.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Mapping
 from datetime import UTC
@@ -23,10 +24,12 @@ from verification.pipeline.batch import analysis_pool
 from verification.pipeline.context import Context
 from verification.pipeline.dedupe import dedupe
 from verification.pipeline.layout import case_of, pipeline_version, vault_key
-from verification.pipeline.model import FAILED, Analysis, Outcome, with_analysis
+from verification.pipeline.model import FAILED, Analysis, Outcome, reason, with_analysis
 from verification.pipeline.preserve import PreservationError, store_derivatives
 from verification.pipeline.record import outcome_of, record_analysis_events, write_record
-from verification.storage import ObjectInfo
+from verification.storage import ObjectInfo, StoreError
+
+log = logging.getLogger(__name__)
 
 
 def stale_items(ctx: Context) -> list[str]:
@@ -40,12 +43,23 @@ def stale_items(ctx: Context) -> list[str]:
 
 
 def reprocess_items(ctx: Context, items: list[str], *, workers: int | None = None) -> list[Outcome]:
-    """:func:`reprocess_item` for each item, with one set of analysis workers."""
+    """:func:`reprocess_item` for each item with one set of analysis workers.
+
+    An original that cannot be read (or no longer matches its SHA-256) is that item's ``failed``
+    outcome, with the reason; the others go on.
+    """
     if not items:
         return []
     size = max(1, min(workers or ctx.settings.workers, len(items)))
+    outcomes = []
     with analysis_pool(ctx.settings, size) as pool:
-        return [reprocess_item(ctx, sha, pool) for sha in items]
+        for sha in items:
+            try:
+                outcomes.append(reprocess_item(ctx, sha, pool))
+            except (StoreError, OSError) as exc:
+                log.error("cannot reprocess %s: %s", sha[:12], reason(exc))
+                outcomes.append(Outcome(sha, sha, FAILED, error=reason(exc)))
+    return outcomes
 
 
 def reprocess_item(ctx: Context, sha: str, pool: AnalysisPool | None = None) -> Outcome:
