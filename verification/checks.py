@@ -35,6 +35,39 @@ NIGHT_SUN_DEG, DAY_SUN_DEG = -12.0, 20.0  # nautical dusk; sun well above the ho
 
 # code -> (severity, what it means, what the analyst should do)
 FINDING_CODES: dict[str, tuple[Severity, str, str]] = {
+    # Emitted by the extract and record steps (verification/media, verification/pipeline.py):
+    # declared here so that this catalogue, and docs/findings.md, cover every code.
+    "unreadable": (
+        "warning",
+        "The file, or one part of it (stage in the evidence: exif, decode, container ...), "
+        "could not be read; the item's status becomes 'unreadable'.",
+        "Open the original with another tool (exiftool, ffprobe); a truncated or corrupt "
+        "upload may need to be submitted again.",
+    ),
+    "embedded_thumbnail_unreadable": (
+        "info",
+        "The EXIF thumbnail could not be decoded, so it was not compared with the image.",
+        "None usually; compare the thumbnail by hand (exiftool -b -ThumbnailImage) if editing "
+        "is suspected.",
+    ),
+    "claims-invalid": (
+        "warning",
+        "The submitter's claims (object metadata or .claims.json sidecar) could not be read; "
+        "claimed place and time are left out of the checks.",
+        "Ask the submitter for the claims again; fix the sidecar and resubmit.",
+    ),
+    "exact-duplicate": (
+        "warning",
+        "The same bytes (same SHA-256) were submitted more than once; all submissions are in "
+        "the evidence.",
+        "Compare the submissions' claims: the same file told as different events is a signal.",
+    ),
+    "near-duplicate": (
+        "warning",
+        "The item looks like other items (perceptual hash distance within the threshold); the "
+        "earliest copy, and whether it is older than this submission, are in the evidence.",
+        "Compare with the earliest copy: an older copy suggests recycled content.",
+    ),
     **geo.GPS_FINDING_CODES,
     "location-contradicts-claim": (
         "critical",
@@ -127,18 +160,29 @@ FINDING_CODES: dict[str, tuple[Severity, str, str]] = {
     ),
     "c2pa-manifest": (
         "info",
-        "The file carries a C2PA (Content Credentials) manifest; signer, validation state "
-        "('valid': intact, signer not on a configured trust list; 'trusted': on one) and "
-        "validation codes are in the evidence.",
-        "Inspect the manifest (c2patool) to read its claimed history.",
+        "The file carries a C2PA (Content Credentials) manifest that the SDK read; the message "
+        "says whether it is intact with a signer on no configured trust list ('valid') or "
+        "signed by a trusted signer ('trusted'); signer and validation codes are in the "
+        "evidence.",
+        "Inspect the manifest (c2patool) to read its claimed history; an untrusted signer's "
+        "identity is not vouched for by anyone.",
     ),
     "c2pa-manifest-invalid": (
         "warning",
-        "The file carries a C2PA manifest that did not validate (changed after signing, a "
-        "broken signature) or that could not be read (corrupt, or stored online and not "
-        "fetched).",
-        "Inspect the manifest's validation errors (c2patool); the file changed after signing "
-        "or the credentials are forged.",
+        "The file carries a C2PA manifest (found in its container: JPEG APP11, PNG caBX, "
+        "ISO BMFF uuid box, RIFF C2PA chunk, TIFF tag, GIF extension) that did not validate "
+        "(changed after signing, a broken signature) or that the SDK could not read (corrupt, "
+        "an unknown algorithm, prerelease content); the SDK's error text is in the evidence.",
+        "Inspect the manifest's validation errors (c2patool); the file changed after signing, "
+        "the credentials are forged, or the manifest was made by a tool the SDK does not know.",
+    ),
+    "c2pa-manifest-remote": (
+        "info",
+        "The file points to a C2PA manifest kept online (XMP dcterms:provenance); it was not "
+        "fetched (offline by design), so nothing about it is validated. The URL is in the "
+        "evidence.",
+        "Fetching it tells the URL's owner that someone is examining this file: do so only "
+        "from a machine and network that may be seen, then validate it with c2patool.",
     ),
 }
 
@@ -275,15 +319,12 @@ def _check_place(
     ctx: _Context, metadata: Mapping[str, Any], claims: Claims | None
 ) -> _Position | None:
     gps = metadata.get("gps")
-    gps_findings = geo.validate_gps(gps)
-    ctx.findings.extend(gps_findings)
-    usable = gps is not None and not any(
-        f.code in geo.UNUSABLE_POSITION_CODES for f in gps_findings
-    )
-    observed = _Position(float(gps["lat"]), float(gps["lon"])) if usable and gps else None
+    ctx.findings.extend(geo.validate_gps(gps))
+    position = geo.usable_position(gps)
+    observed = _Position(*position) if position else None
     claimed = _claimed_position(claims)
     ctx.geolocation.update(
-        observed=_observed_dict(gps) if observed and gps is not None else None,
+        observed=_observed_dict(observed, gps) if observed and gps else None,
         claimed={"lat": claimed.lat, "lon": claimed.lon} if claimed else None,
         place=None,
         timezone=None,
@@ -301,10 +342,10 @@ def _check_place(
     return observed
 
 
-def _observed_dict(gps: Mapping[str, Any]) -> dict[str, Any]:
+def _observed_dict(position: _Position, gps: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "lat": float(gps["lat"]),
-        "lon": float(gps["lon"]),
+        "lat": position.lat,
+        "lon": position.lon,
         "alt": gps.get("alt"),
         "source": gps.get("source"),
     }
@@ -646,26 +687,65 @@ def _check_thumbnail(ctx: _Context, thumb: Any, perceptual: Mapping[str, Any]) -
 
 
 def _check_c2pa(ctx: _Context, c2pa: Mapping[str, Any] | None) -> None:
-    # The summary is verification.media.c2pa.read_c2pa's (metadata["c2pa"]); without one, nothing
-    # is said. A manifest found but not readable (its summary has an "error") did not validate.
+    # The summary is verification.media.c2pa.read_c2pa's (metadata["c2pa"]); without one, or
+    # when the container holds no C2PA data (a file the SDK merely failed to parse), nothing
+    # is said.
     if not c2pa or not c2pa.get("present", True):
         return
-    error = c2pa.get("error")
-    state = str(c2pa.get("validation_state") or ("unreadable" if error else "unknown"))
-    evidence = {
+    state = _c2pa_state(c2pa)
+    evidence = _c2pa_evidence(c2pa, state)
+    if state == "not-fetched":
+        url = str(c2pa.get("remote_url") or "an address the file does not state plainly")
+        message = f"Remote manifest, not fetched (offline): the file points to {url[:200]}."
+        ctx.add("c2pa-manifest-remote", message, **evidence)
+    elif state == "unreadable":
+        detail = c2pa.get("error_text") or c2pa.get("error")
+        where = f" in its {c2pa['found_in']}" if c2pa.get("found_in") else ""
+        message = f"The file carries a C2PA manifest{where} that could not be read: {detail}."
+        ctx.add("c2pa-manifest-invalid", message, **evidence)
+    elif state in ("invalid", "failed", "error"):
+        signer = c2pa.get("signer") or "an unknown signer"
+        codes = ", ".join(evidence["validation_errors"][:5]) or "no code given"
+        message = f"C2PA manifest signed by {signer} did not validate ({codes})."
+        ctx.add("c2pa-manifest-invalid", message, **evidence)
+    else:
+        ctx.add("c2pa-manifest", _c2pa_message(c2pa, state), **evidence)
+
+
+def _c2pa_evidence(c2pa: Mapping[str, Any], state: str) -> dict[str, Any]:
+    return {
         "signer": c2pa.get("signer"),
         "validation_state": state,
         "claim_generator": c2pa.get("claim_generator"),
-        "validation_errors": list(c2pa.get("validation_errors") or []),
-        "error": error,
+        "validation_errors": [str(code) for code in c2pa.get("validation_errors") or []],
+        "error": c2pa.get("error"),
+        "error_text": c2pa.get("error_text"),
+        "found_in": c2pa.get("found_in"),
+        "remote_url": c2pa.get("remote_url"),
     }
+
+
+def _c2pa_state(c2pa: Mapping[str, Any]) -> str:
+    """The validation state, or why there is none: ``not-fetched`` (remote), ``unreadable``."""
+    error = str(c2pa.get("error") or "")
+    remote_kind = error.removeprefix("C2paError.") in ("Remote", "RemoteManifest")
+    if error and not c2pa.get("found_in") and (c2pa.get("remote_url") or remote_kind):
+        return "not-fetched"
+    if error:
+        return "unreadable"
+    return str(c2pa.get("validation_state") or "unknown").lower()
+
+
+def _c2pa_message(c2pa: Mapping[str, Any], state: str) -> str:
     signer = c2pa.get("signer") or "an unknown signer"
-    if state.lower() in ("invalid", "failed", "error", "unreadable"):
-        message = f"C2PA manifest signed by {signer} did not validate ({state})."
-        ctx.add("c2pa-manifest-invalid", message, **evidence)
-        return
-    message = f"C2PA manifest signed by {signer}; validation state {state}."
-    ctx.add("c2pa-manifest", message, **evidence)
+    if state == "valid":
+        return (
+            f"C2PA manifest signed by {signer}: intact, but the signer is not on a configured "
+            "trust list, so who signed is not vouched for (validation state valid)."
+        )
+    if state == "trusted":
+        return f"C2PA manifest signed by {signer}, on a configured trust list (trusted)."
+    return f"C2PA manifest signed by {signer}; validation state {state}."
 
 
 # --- documentation ---------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from typing import Any, Literal
 import rfc8785
 
 from verification import __version__
+from verification.geo import gps_text
 from verification.verify_export import (
     ALGORITHMS,
     CHECKPOINT,
@@ -1008,7 +1009,6 @@ def _html_thumb(thumbnail: bytes | None) -> str:
 def _html_facts(item: Mapping[str, Any]) -> str:
     summary, record = item["item"], item["record"]
     media, meta = record.get("media") or {}, record.get("metadata") or {}
-    gps = meta.get("gps") or {}
     camera = " ".join(str(x) for x in (meta.get("make"), meta.get("model")) if x)
     rows = [
         _row("SHA-256", f"<code>{_e(item['sha256'])}</code>", raw=True),
@@ -1019,12 +1019,7 @@ def _html_facts(item: Mapping[str, Any]) -> str:
         _row("Camera", camera),
         _row("Taken (file says)", meta.get("datetime_original")),
         _row("Software", meta.get("software")),
-        _row(
-            "GPS (file says)",
-            f"{gps['lat']:.6f}, {gps['lon']:.6f} ({gps.get('source')})"
-            if gps.get("lat") is not None
-            else None,
-        ),
+        _row("GPS (file says)", gps_text(meta.get("gps"))),
         _row("First seen", summary["first_seen"]),
         _row("Fixity", summary["fixity"]),
         _row("Also in cases", ", ".join(item["other_cases"]) or None),

@@ -38,7 +38,8 @@ GPS_FINDING_CODES: dict[str, tuple[Severity, str, str]] = {
     "gps-invalid": (
         "warning",
         "The file's GPS block is unusable: a coordinate is missing, not a number, out of range, "
-        "or a hemisphere reference is not N/S/E/W. The position is ignored by the other checks.",
+        "or a hemisphere reference is not N/S/E/W. The record marks it `valid: false` and keeps "
+        "the values only under `gps.raw`: no distance, place, time zone or map point uses them.",
         "Look at the raw metadata (exiftool -G -a) to see what the device wrote; rely on "
         "visual geolocation instead of the embedded position.",
     ),
@@ -51,13 +52,14 @@ GPS_FINDING_CODES: dict[str, tuple[Severity, str, str]] = {
     "gps-null-island": (
         "warning",
         "The position is 0°, 0° ('Null Island'): a placeholder written by devices without a fix, "
-        "not a real place. The position is ignored by the other checks.",
+        "not a real place. Marked `valid: false` like `gps-invalid` and used nowhere.",
         "Treat the file as having no embedded location.",
     ),
     "gps-placeholder": (
         "warning",
         "The position sits exactly on a pole or on the antimeridian, values written as "
-        "placeholders by some software. The position is ignored by the other checks.",
+        "placeholders by some software. Marked `valid: false` like `gps-invalid` and used "
+        "nowhere.",
         "Treat the file as having no embedded location unless the claim says otherwise.",
     ),
     "gps-altitude-implausible": (
@@ -94,11 +96,13 @@ def validate_gps(gps: Mapping[str, Any] | None) -> list[Finding]:
     """Return findings about an extracted GPS block (empty when it looks sane or is absent).
 
     A finding whose code is in :data:`UNUSABLE_POSITION_CODES` means the position must not be
-    treated as where the file was made.
+    treated as where the file was made. A block already marked by :func:`mark_validity` is
+    judged on the values it keeps under ``raw``, so the findings are the same either way.
     """
     if gps is None:
         return []
-    lat, lon = _as_float(gps.get("lat")), _as_float(gps.get("lon"))
+    written = _written(gps)
+    lat, lon = _as_float(written.get("lat")), _as_float(written.get("lon"))
     if lat is None or lon is None:
         return [
             _gps_finding("gps-invalid", "GPS latitude or longitude is missing or not a number.")
@@ -109,6 +113,64 @@ def validate_gps(gps: Mapping[str, Any] | None) -> list[Finding]:
     findings += _placeholder_findings(lat, lon)
     findings += _altitude_findings(gps.get("alt"))
     return findings
+
+
+def _written(gps: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The coordinates as the file wrote them: under ``raw`` once marked invalid, else in place."""
+    raw = gps.get("raw")
+    return raw if isinstance(raw, Mapping) else gps
+
+
+def mark_validity(gps: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The GPS block as the record keeps it: ``valid``, ``invalid_reason`` and ``raw`` added.
+
+    An unusable position (see :data:`UNUSABLE_POSITION_CODES`) keeps no ``lat``/``lon``: the
+    values the file wrote move to ``raw``, so no reader (distance, map, export) can use them
+    by accident; ``invalid_reason`` is the finding code that says why. Idempotent.
+    """
+    if gps is None:
+        return None
+    block = dict(gps)
+    unusable = [f.code for f in validate_gps(gps) if f.code in UNUSABLE_POSITION_CODES]
+    if not unusable:
+        block.update(valid=True, invalid_reason=None, raw=None)
+        return block
+    written = _written(gps)
+    raw = {"lat": _as_float(written.get("lat")), "lon": _as_float(written.get("lon"))}
+    block.update(lat=None, lon=None, valid=False, invalid_reason=unusable[0], raw=raw)
+    return block
+
+
+def usable_position(gps: Mapping[str, Any] | None) -> tuple[float, float] | None:
+    """``(lat, lon)`` when a GPS block may be taken as where the file was made, else None.
+
+    The one test every reader of ``metadata.gps`` (checks, reports, exports, the map) applies:
+    a block marked ``valid: false`` is never a position, and neither is an unmarked one (a
+    record made before the marker) that :func:`validate_gps` finds unusable.
+    """
+    if not gps or gps.get("valid") is False:
+        return None
+    if any(f.code in UNUSABLE_POSITION_CODES for f in validate_gps(gps)):
+        return None
+    lat, lon = _as_float(gps.get("lat")), _as_float(gps.get("lon"))
+    return None if lat is None or lon is None else (lat, lon)
+
+
+def gps_text(gps: Mapping[str, Any] | None) -> str | None:
+    """How reports show a GPS block: ``lat, lon (source)``; for an unusable one only why not.
+
+    None when the file has no GPS block. The values of an unusable block are never shown.
+    """
+    if not gps:
+        return None
+    source = gps.get("source")
+    position = usable_position(gps)
+    if position is not None:
+        return f"{position[0]:.6f}, {position[1]:.6f} ({source})"
+    reason = gps.get("invalid_reason") or next(
+        (f.code for f in validate_gps(gps) if f.code in UNUSABLE_POSITION_CODES), "gps-invalid"
+    )
+    return f"unusable, not used ({reason}; {source})"
 
 
 def _ref_findings(gps: Mapping[str, Any], lat: float, lon: float) -> list[Finding]:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from verification.custody import ChainFailure, verify_chain
 from verification.db import DuplicateLink, Item, ItemFinding, Record, Submission
 from verification.findings import SEVERITY_ORDER
+from verification.geo import gps_text
 
 
 def list_items(
@@ -168,9 +169,9 @@ def _media_lines(record: Mapping[str, Any]) -> list[str]:
         out.append(f"taken     {meta['datetime_original']}")
     if meta.get("software"):
         out.append(f"software  {meta['software']}")
-    if meta.get("gps"):
-        gps = meta["gps"]
-        out.append(f"gps       {gps['lat']:.6f}, {gps['lon']:.6f} ({gps.get('source')})")
+    gps = gps_text(meta.get("gps"))
+    if gps:
+        out.append(f"gps       {gps}")
     return out
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from verification.findings import SEVERITY_ORDER
+from verification.geo import gps_text, usable_position
 
 MAP_WIDTH, MAP_HEIGHT = 360, 220
 MIN_SPAN_DEG = 0.02
@@ -59,9 +60,9 @@ def metadata_rows(metadata: Mapping[str, Any]) -> list[tuple[str, str]]:
         for name, value in metadata.items()
         if name not in _SKIPPED_METADATA and value not in (None, "", [], {})
     ]
-    gps = metadata.get("gps")
-    if gps and gps.get("lat") is not None:
-        rows.append(("gps", f"{gps['lat']:.6f}, {gps['lon']:.6f} ({gps.get('source')})"))
+    gps = gps_text(metadata.get("gps"))
+    if gps:
+        rows.append(("gps", gps))
     xmp = metadata.get("xmp") or {}
     if xmp.get("present"):
         rows.append(("xmp creator tool", _text(xmp.get("creator_tool"))))
@@ -170,25 +171,23 @@ def compact_json(value: Any) -> str:
 
 def _positions(record: Mapping[str, Any]) -> Iterable[tuple[str, str, float, float]]:
     for sub in record.get("submissions", []):
-        geo, claims = sub.get("geolocation") or {}, sub.get("claims") or {}
-        observed = geo.get("observed") or {}
-        if _valid(observed.get("lat"), observed.get("lon")):
-            yield "observed", f"observed (#{sub['id']})", observed["lat"], observed["lon"]
+        observed, claims = _observed_position(sub), sub.get("claims") or {}
+        if observed:
+            yield "observed", f"observed (#{sub['id']})", *observed
         if _valid(claims.get("lat"), claims.get("lon")):
             yield "claimed", f"claimed (#{sub['id']})", claims["lat"], claims["lon"]
 
 
 def _lines(record: Mapping[str, Any], project: Any) -> Iterable[tuple[float, float, float, float]]:
     for sub in record.get("submissions", []):
-        observed = (sub.get("geolocation") or {}).get("observed") or {}
-        claims = sub.get("claims") or {}
-        if _valid(observed.get("lat"), observed.get("lon")) and _valid(
-            claims.get("lat"), claims.get("lon")
-        ):
-            yield (
-                *project(observed["lat"], observed["lon"]),
-                *project(claims["lat"], claims["lon"]),
-            )
+        observed, claims = _observed_position(sub), sub.get("claims") or {}
+        if observed and _valid(claims.get("lat"), claims.get("lon")):
+            yield (*project(*observed), *project(claims["lat"], claims["lon"]))
+
+
+def _observed_position(sub: Mapping[str, Any]) -> tuple[float, float] | None:
+    """The submission's observed position, when it is one (never a placeholder or bad value)."""
+    return usable_position((sub.get("geolocation") or {}).get("observed"))
 
 
 def _bounds(coords: list[tuple[float, float]]) -> tuple[float, float, float, float]:
@@ -235,8 +234,8 @@ def _coords(lat: Any, lon: Any) -> str | None:
 
 def _observed(geo: Mapping[str, Any]) -> str | None:
     observed = geo.get("observed") or {}
-    coords = _coords(observed.get("lat"), observed.get("lon"))
-    return f"{coords} ({observed.get('source')})" if coords else None
+    position = usable_position(observed)
+    return f"{_coords(*position)} ({observed.get('source')})" if position else None
 
 
 def _place_name(place: Mapping[str, Any] | None) -> str | None:

@@ -18,12 +18,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from PIL import Image
 
+from tests.unit import test_c2pa_locate as built
 from verification.checks import run_checks
 from verification.config import Settings
 from verification.media import analyse
 from verification.media import c2pa as reader
 from verification.media.c2pa import read_c2pa, summarise
+from verification.media.c2pa_locate import C2PA_UUID, locate
 
 SETTINGS = Settings(video_timeout=60)
 SIGNER_ORG = "Example Newsroom"
@@ -190,12 +193,102 @@ def test_tampered_image_data_reports_hash_mismatch(tmp_path: Path, signed_jpeg: 
 
 
 def test_corrupt_manifest_is_present_with_error(tmp_path: Path, signed_jpeg: bytes) -> None:
-    """A manifest store whose boxes are overwritten is reported present, with the error kind."""
+    """A manifest store whose boxes are overwritten is present, with where and the SDK's text."""
     corrupt = bytearray(signed_jpeg)
     start = signed_jpeg.find(b"jumb") + 16
     corrupt[start : start + 16] = b"\xff" * 16
     summary = read_c2pa(_write(tmp_path, bytes(corrupt)), "image/jpeg")
-    assert summary == {"present": True, "error": "C2paError.Verify"}
+    assert summary is not None
+    assert (summary["present"], summary["error"]) == (True, "C2paError.Verify")
+    assert summary["found_in"] == "JPEG APP11 JUMBF"
+    assert summary["error_text"].startswith("Verify: ")
+
+
+def _claim_without_algorithm(signed: bytes) -> bytes:
+    """The claim's "alg" key renamed: c2pa-rs's own no_alg.jpg fixture has the same defect."""
+    at = signed.index(b"calgfsha256", signed.index(b"c2pa.claim"))
+    return signed[:at] + b"cxlg" + signed[at + 4 :]
+
+
+def _claim_as_json_box(signed: bytes) -> bytes:
+    """The claim's content box typed "json": how prerelease (pre-1.0) manifests stored it."""
+    at = signed.index(b"cbor", signed.index(b"c2pa.claim"))
+    return signed[:at] + b"json" + signed[at + 4 :]
+
+
+@pytest.mark.parametrize(
+    ("damage", "text"),
+    [
+        (_claim_without_algorithm, "Other: unknown algorithm"),
+        (_claim_as_json_box, "Other: prerelease content detected"),
+    ],
+    ids=["no-alg", "prerelease"],
+)
+def test_manifest_the_sdk_cannot_read_is_present_from_the_container(
+    tmp_path: Path, signed_jpeg: bytes, damage: Any, text: str
+) -> None:
+    """SDK error kind Other on a file with a C2PA store: present, with the SDK's text."""
+    summary = read_c2pa(_write(tmp_path, damage(signed_jpeg)), "image/jpeg")
+    assert summary == {
+        "present": True,
+        "error": "C2paError.Other",
+        "error_text": text,
+        "found_in": "JPEG APP11 JUMBF",
+        "remote_url": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "mime", "found_in"),
+    [
+        (built.jpeg(built.app11(built.jumbf())), "x.jpg", "image/jpeg", "JPEG APP11 JUMBF"),
+        (built.png(b"caBX", b"\x00garbage" * 10), "x.png", "image/png", "PNG caBX chunk"),
+        (
+            built.mp4(built.box(b"uuid", C2PA_UUID + bytes(4) + b"manifest\x00" + b"junk" * 9)),
+            "x.mp4",
+            "video/mp4",
+            "ISO BMFF uuid box",
+        ),
+    ],
+    ids=["jpeg-app11", "png-caBX", "mp4-uuid"],
+)
+def test_garbage_store_is_an_invalid_manifest_finding(
+    tmp_path: Path, data: bytes, name: str, mime: str, found_in: str
+) -> None:
+    """Hand-made C2PA boxes holding garbage: present, and a warning naming where and why."""
+    summary = read_c2pa(_write(tmp_path, data, name), mime)
+    assert summary is not None
+    assert (summary["present"], summary["found_in"]) == (True, found_in)
+    finding = _c2pa_finding(summary, "c2pa-manifest-invalid")
+    assert finding.severity == "warning"
+    assert finding.evidence["error_text"] == summary["error_text"]
+    assert found_in in finding.message and "could not be read" in finding.message
+
+
+def _nested_mp4(depth: int = 2000) -> bytes:
+    inner = b""
+    for level in range(depth):
+        inner = built.box(b"moov" if level % 2 else b"trak", inner)
+    return built.box(b"ftyp", b"isom\x00\x00\x02\x00isomiso2mp41") + inner
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "mime"),
+    [
+        (b"II*\x00\x08\x00\x00\x00\x00\x00\x08\x00\x00\x00", "loop.tif", "image/tiff"),
+        (_nested_mp4(), "nested.mp4", "video/mp4"),
+    ],
+    ids=["tiff-cyclic-ifd", "mp4-deeply-nested"],
+)
+def test_file_without_c2pa_that_trips_the_sdk_gets_no_finding(
+    tmp_path: Path, data: bytes, name: str, mime: str
+) -> None:
+    """The SDK raises Other on these, but their containers hold no C2PA data: nothing said."""
+    summary = read_c2pa(_write(tmp_path, data, name), mime)
+    assert summary is not None
+    assert (summary["present"], summary["error"]) == (False, "C2paError.Other")
+    checks = run_checks(None, None, None, None, SUBMITTED, SETTINGS, c2pa=summary)
+    assert not [f for f in checks.findings if f.code.startswith("c2pa")]
 
 
 @pytest.mark.parametrize(
@@ -206,16 +299,19 @@ def test_corrupt_manifest_is_present_with_error(tmp_path: Path, signed_jpeg: byt
 def test_garbage_bytes_give_an_error_summary(tmp_path: Path, data: bytes) -> None:
     """Bytes that are no asset give an error summary without a manifest, never an exception."""
     summary = read_c2pa(_write(tmp_path, data), "image/jpeg")
-    assert summary == {"present": False, "error": "C2paError.NotSupported"}
+    assert summary is not None
+    assert (summary["present"], summary["error"]) == (False, "C2paError.NotSupported")
 
 
 def test_files_above_the_size_limit_are_not_read(
     tmp_path: Path, signed_jpeg: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A file larger than MAX_BYTES is not handed to the SDK."""
+    """A file larger than MAX_BYTES is not handed to the SDK; its container still shows C2PA."""
     monkeypatch.setattr(reader, "MAX_BYTES", 100)
     summary = read_c2pa(_write(tmp_path, signed_jpeg), "image/jpeg")
-    assert summary == {"present": False, "error": "FileTooLarge"}
+    assert summary is not None
+    assert (summary["present"], summary["error"]) == (True, "FileTooLarge")
+    assert summary["found_in"] == "JPEG APP11 JUMBF"
 
 
 @pytest.mark.parametrize("mime", ["application/pdf", "video/webm", "text/plain"])
@@ -279,7 +375,13 @@ def test_remote_manifest_is_not_fetched(
     url, hits = listener
     remote = _sign(credentials, _plain_jpeg(), "image/jpeg", remote_url=url)
     summary = read_c2pa(_write(tmp_path, remote), "image/jpeg")
-    assert summary == {"present": True, "error": "C2paError.Remote"}
+    assert summary is not None
+    assert (summary["present"], summary["remote_url"], summary["found_in"]) == (True, url, None)
+    assert summary["error"] == "C2paError.Remote"
+    finding = _c2pa_finding(summary, "c2pa-manifest-remote")
+    assert finding.severity == "info"
+    assert "not fetched (offline)" in finding.message and url in finding.message
+    assert finding.evidence["remote_url"] == url
     assert hits == []
     with pytest.raises(c2pa.C2paError):  # control: default settings do fetch
         c2pa.Reader("image/jpeg", io.BytesIO(remote))
@@ -365,6 +467,41 @@ def test_tampered_file_becomes_an_invalid_manifest_finding(
     assert "assertion.dataHash.mismatch" in finding.evidence["validation_errors"]
 
 
+def _c2pa_finding(summary: dict[str, Any], code: str) -> Any:
+    checks = run_checks(None, None, None, None, SUBMITTED, SETTINGS, c2pa=summary)
+    (finding,) = [f for f in checks.findings if f.code.startswith("c2pa")]
+    assert finding.code == code
+    return finding
+
+
+def test_unreadable_manifest_end_to_end_needs_review(tmp_path: Path, signed_jpeg: bytes) -> None:
+    """analyse() + checks: a manifest the SDK cannot read is a warning, never 'consistent'."""
+    from verification.findings import derive_status
+
+    path = _write(tmp_path, _claim_without_algorithm(signed_jpeg))
+    result = analyse(path, "jpeg", SETTINGS)
+    finding = _c2pa_finding(result.metadata["c2pa"], "c2pa-manifest-invalid")
+    assert finding.evidence["error_text"] == "Other: unknown algorithm"
+    assert derive_status([*result.findings, finding])[0] == "needs-review"
+
+
+def test_intact_manifest_of_an_untrusted_signer_says_so_in_the_message(
+    tmp_path: Path, signed_jpeg: bytes
+) -> None:
+    """'valid' is intact but not vouched for: the message says it, not only the evidence."""
+    summary = read_c2pa(_write(tmp_path, signed_jpeg), "image/jpeg")
+    assert summary is not None
+    finding = _c2pa_finding(summary, "c2pa-manifest")
+    assert "not on a configured trust list" in finding.message
+    assert SIGNER_ORG in finding.message
+
+
+def test_legacy_remote_error_summary_is_a_remote_manifest() -> None:
+    """A summary from before remote_url existed ({present, error: Remote}) is not 'invalid'."""
+    finding = _c2pa_finding({"present": True, "error": "C2paError.Remote"}, "c2pa-manifest-remote")
+    assert finding.evidence["validation_state"] == "not-fetched"
+
+
 def test_corrupt_manifest_becomes_an_invalid_manifest_finding() -> None:
     """A manifest present but unreadable is a warning carrying the error kind."""
     c2pa_summary = {"present": True, "error": "C2paError.Verify"}
@@ -407,3 +544,44 @@ def test_header_scan_skips_the_sdk_only_for_plain_jpegs(
     assert not reader.jpeg_without_c2pa(_write(tmp_path, remote, "remote.jpg"))
     assert not reader.jpeg_without_c2pa(_write(tmp_path, b"\xff\xd8\xff\xe0\x00", "cut.jpg"))
     assert not reader.jpeg_without_c2pa(_write(tmp_path, b"not a jpeg", "x.jpg"))
+
+
+def _clip(tmp_path: Path, name: str, fourcc: str) -> bytes:
+    import cv2
+    import numpy as np
+
+    path = tmp_path / name
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10.0, (64, 48))
+    for i in range(3):
+        writer.write(np.full((48, 64, 3), i * 40, dtype=np.uint8))
+    writer.release()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("mime", "source", "found_in"),
+    [
+        ("image/png", "PNG", "PNG caBX chunk"),
+        ("image/webp", "WEBP", "RIFF C2PA chunk"),
+        ("image/tiff", "TIFF", "TIFF tag 0xCD41"),
+        ("image/gif", "GIF", "GIF C2PA_GIF application extension"),
+        ("video/mp4", "mp4v", "ISO BMFF uuid box"),
+        ("video/x-msvideo", "MJPG", "RIFF C2PA chunk"),
+    ],
+)
+def test_container_walk_agrees_with_the_sdk_on_files_it_signed(
+    tmp_path: Path, credentials: Credentials, mime: str, source: str, found_in: str
+) -> None:
+    """What the SDK embeds (a store, or a remote reference) is where locate() looks for it."""
+    if mime.startswith("video/"):
+        plain = _clip(tmp_path, "clip.mp4" if mime == "video/mp4" else "clip.avi", source)
+    else:
+        out = io.BytesIO()
+        Image.new("RGB", (64, 48), (10, 200, 30)).save(out, source)
+        plain = out.getvalue()
+    embedded = locate(io.BytesIO(_sign(credentials, plain, mime)))
+    assert (embedded.store, embedded.complete) == (found_in, True)
+    url = "http://127.0.0.1:9/manifest.c2pa"  # never contacted: nothing reads it here
+    remote = locate(io.BytesIO(_sign(credentials, plain, mime, remote_url=url)))
+    assert (remote.store, remote.remote_url) == (None, url)
+    assert locate(io.BytesIO(plain)).found is False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import io
 from datetime import UTC, datetime
 from pathlib import Path
@@ -130,6 +131,32 @@ def test_out_of_range_gps_is_invalid_and_ignored(settings: Settings) -> None:
     """An impossible latitude is gps-invalid and the position is not used."""
     result = _run(settings, _metadata(gps=_gps(123.0, 10.0)))
     assert {"gps-invalid", "no-location-in-file"} <= set(_codes(result))
+
+
+@pytest.mark.parametrize(
+    "gps", [_gps(123.0, 10.0), _gps(lat_ref="X"), _gps(0.0, 0.0)], ids=["lat-123", "ref-X", "0-0"]
+)
+def test_position_marked_invalid_gives_no_distance_place_or_time_zone(
+    settings: Settings, gps: dict[str, Any]
+) -> None:
+    """A block marked valid false (as extraction writes it) is reported and used nowhere."""
+    from verification.geo import mark_validity
+
+    claims = _claims(lat=MOMBASA[0], lon=MOMBASA[1])
+    meta = _metadata(gps=mark_validity(gps), datetime_original="2025-03-20T14:05:00")
+    result = _run(settings, meta, claims)
+    codes = _codes(result)
+    assert {"no-location-in-file"} <= set(codes)
+    assert {"gps-invalid", "gps-null-island"} & set(codes)
+    assert not {"location-matches-claim", "location-contradicts-claim"} & set(codes)
+    geolocation = result.geolocation
+    assert geolocation["observed"] is None
+    assert (geolocation["distance_km"], geolocation["place"], geolocation["timezone"]) == (
+        None,
+        None,
+        None,
+    )
+    assert geolocation["capture_time_source"] == "exif-naive"  # no time zone from a bad place
 
 
 def test_hemisphere_ref_against_sign_is_flagged(settings: Settings) -> None:
@@ -429,10 +456,155 @@ def test_result_is_json_ready(settings: Settings) -> None:
 
 
 def test_every_finding_code_has_a_test() -> None:
-    """Each code in FINDING_CODES is asserted in this file or in test_geo.py."""
-    text = Path(__file__).read_text() + (Path(__file__).parent / "test_geo.py").read_text()
+    """Each code in FINDING_CODES is asserted in a unit test (by its quoted name)."""
+    text = "".join(path.read_text() for path in Path(__file__).parent.glob("test_*.py"))
     missing = [code for code in FINDING_CODES if f'"{code}"' not in text]
     assert missing == []
+
+
+class _Emissions(ast.NodeVisitor):
+    """Finding codes constructed in one module, found by reading its source (never running it).
+
+    A finding is made by ``Finding(code, severity, ...)`` (or ``Finding(code=...)``) or by a
+    helper that passes one of its own parameters on as the code (``_gps_finding(code, ...)``,
+    ``ctx.add(code, ...)``): such helpers are learnt from their bodies, so a new helper is
+    followed without listing it here. A code must be a literal, an ``a if c else b`` of
+    literals, or a local variable assigned those; anything else is reported as unresolved.
+    """
+
+    def __init__(self, module: str, helpers: dict[str, tuple[int, str | None]]) -> None:
+        self.module, self.helpers = module, helpers
+        self.codes: dict[str, list[str]] = {}
+        self.severities: list[tuple[str, str, str]] = []  # (code, literal severity, where)
+        self.unresolved: list[str] = []
+        self.new_helpers: dict[str, tuple[int, str | None]] = {}
+        self._function: ast.FunctionDef | None = None
+        self._in_class = False
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        outer, self._in_class = self._in_class, True
+        self.generic_visit(node)
+        self._in_class = outer
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        outer, self._function = self._function, node
+        self.generic_visit(node)
+        self._function = outer
+
+    def visit_Call(self, node: ast.Call) -> None:
+        self.generic_visit(node)
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+        helper = self.helpers.get(name or "")
+        if helper is None:
+            return
+        index, owner = helper  # owner: the module of a method helper (ctx.add), called there
+        if owner is not None and (owner != self.module or not isinstance(func, ast.Attribute)):
+            return
+        where = f"{self.module}:{node.lineno}"
+        arg = node.args[index] if len(node.args) > index else None
+        arg = next((k.value for k in node.keywords if k.arg == "code"), arg)
+        if arg is None:
+            self.unresolved.append(where)
+            return
+        parameter = self._parameter_index(arg)
+        if parameter is not None:  # a helper handing its own parameter on: learn it
+            assert self._function is not None
+            owner = self.module if self._in_class else None
+            self.new_helpers[self._function.name] = (parameter, owner)
+            return
+        codes = self._resolve(arg)
+        if not codes:
+            self.unresolved.append(where)
+        for code in codes:
+            self.codes.setdefault(code, []).append(where)
+        if name != "Finding":  # helpers take the severity from the catalogue
+            return
+        severity = node.args[1] if len(node.args) > 1 else None
+        severity = next((k.value for k in node.keywords if k.arg == "severity"), severity)
+        if isinstance(severity, ast.Constant) and isinstance(severity.value, str):
+            self.severities += [(code, severity.value, where) for code in codes]
+
+    def _parameter_index(self, arg: ast.expr) -> int | None:
+        if self._function is None or not isinstance(arg, ast.Name):
+            return None
+        names = [a.arg for a in self._function.args.args]
+        if arg.id not in names:
+            return None
+        index = names.index(arg.id)
+        return index - 1 if self._in_class and names[0] == "self" else index
+
+    def _resolve(self, node: ast.expr) -> list[str]:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return [node.value]
+        if isinstance(node, ast.IfExp):
+            body, orelse = self._resolve(node.body), self._resolve(node.orelse)
+            return body + orelse if body and orelse else []
+        if isinstance(node, ast.Name) and self._function is not None:
+            values = [
+                statement.value
+                for statement in ast.walk(self._function)
+                if isinstance(statement, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == node.id for t in statement.targets)
+            ]
+            resolved = [self._resolve(value) for value in values]
+            return [code for codes in resolved for code in codes] if all(resolved) else []
+        return []
+
+
+def _emitted_finding_codes() -> _Emissions:
+    """Every finding code constructed under verification/, with where; helpers to a fixpoint."""
+    trees = {
+        path.relative_to(ROOT).as_posix(): ast.parse(path.read_text(encoding="utf-8"))
+        for path in sorted((ROOT / "verification").rglob("*.py"))
+    }
+    helpers: dict[str, tuple[int, str | None]] = {"Finding": (0, None)}
+    while True:
+        total = _Emissions("", {})
+        for module, tree in trees.items():
+            visitor = _Emissions(module, helpers)
+            visitor.visit(tree)
+            for code, where in visitor.codes.items():
+                total.codes.setdefault(code, []).extend(where)
+            total.severities += visitor.severities
+            total.unresolved += visitor.unresolved
+            total.new_helpers.update(visitor.new_helpers)
+        if total.new_helpers.keys() <= helpers.keys():
+            return total
+        helpers.update(total.new_helpers)
+
+
+def test_scanner_finds_the_codes_made_through_helpers() -> None:
+    """Control: codes made directly, via unreadable(), _gps_finding() and ctx.add() are seen."""
+    emitted = _emitted_finding_codes().codes
+    assert {"unreadable", "gps-null-island", "location-matches-claim", "near-duplicate"} <= set(
+        emitted
+    )
+    assert any(where.startswith("verification/pipeline.py") for where in emitted["unreadable"])
+
+
+def test_every_emitted_finding_code_is_in_the_catalogue() -> None:
+    """Each code any module under verification/ can emit is in FINDING_CODES (and the docs)."""
+    emitted = _emitted_finding_codes()
+    assert emitted.unresolved == [], "finding codes that are not literals"
+    missing = {code: where for code, where in emitted.codes.items() if code not in FINDING_CODES}
+    assert missing == {}, "emitted but not in FINDING_CODES"
+
+
+def test_every_catalogued_finding_code_is_emitted_somewhere() -> None:
+    """FINDING_CODES holds no code that nothing under verification/ emits."""
+    emitted = _emitted_finding_codes().codes
+    assert [code for code in FINDING_CODES if code not in emitted] == []
+
+
+def test_literal_severities_agree_with_the_catalogue() -> None:
+    """Finding("code", "severity", ...) written out by hand uses the catalogue's severity."""
+    wrong = [
+        (code, severity, where)
+        for code, severity, where in _emitted_finding_codes().severities
+        if code in FINDING_CODES and FINDING_CODES[code][0] != severity
+    ]
+    assert wrong == []
 
 
 def test_every_code_has_severity_description_and_action() -> None:

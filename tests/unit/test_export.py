@@ -406,6 +406,51 @@ def test_json_export_chains_verify_offline(ctx: Context, tmp_path: Path) -> None
         assert verify_chain(item["sha256"], events, keys) is None
 
 
+def bad_gps_photo(seed: int, tag: int, value: object) -> bytes:
+    """A photo whose EXIF GPS holds one bad value (latitude 123, or hemisphere 'X')."""
+    from PIL import Image
+
+    from verification.samples import exif_bytes, jpeg, scene
+
+    exif = Image.Exif()
+    exif.load(exif_bytes(taken="2024:03:14 11:20:05", offset="+02:00", gps=KYIV))
+    exif.get_ifd(0x8825)[tag] = value
+    return jpeg(scene(seed, size=(320, 240)), exif.tobytes())
+
+
+def test_unusable_gps_reaches_no_export_report_or_distance(ctx: Context, tmp_path: Path) -> None:
+    """Latitude 123 and ref 'X': flagged, no lat/lon, no distance or place, none in any export."""
+    from verification.report import item_report, render_item_text
+
+    photos = {
+        "lat-123.jpg": bad_gps_photo(20, 2, (Fraction(123), Fraction(0), Fraction(0))),
+        "ref-x.jpg": bad_gps_photo(21, 1, "X"),
+    }
+    claimed = {"lat": 50.45, "lon": 30.52}
+    shas = [submit(ctx, tmp_path, n, d, "case-gps", **claimed) for n, d in photos.items()]
+    pipeline.ingest(ctx, workers=1)
+    document = json.loads(export_case(ctx, "case-gps", "json", tmp_path / "out", "Ana").read_text())
+    page = export_case(ctx, "case-gps", "html", tmp_path / "out", "Ana").read_text()
+    assert "50.4501" not in page and "123.000000" not in page
+    assert page.count("unusable, not used (gps-invalid; exif)") == 2
+    for item in document["items"]:
+        record = item["record"]
+        gps = record["metadata"]["gps"]
+        assert (gps["lat"], gps["lon"], gps["valid"]) == (None, None, False)
+        assert gps["invalid_reason"] == "gps-invalid"
+        (sub,) = record["submissions"]
+        geolocation = sub["geolocation"]
+        assert geolocation["observed"] is None
+        assert (geolocation["distance_km"], geolocation["place"]) == (None, None)
+        codes = {f["code"] for f in record["findings"]}
+        assert {"gps-invalid", "no-location-in-file"} <= codes
+        assert not codes & {"location-matches-claim", "location-contradicts-claim"}
+    for sha in shas:
+        text = render_item_text(item_report(ctx, sha))
+        assert "gps       unusable, not used (gps-invalid; exif)" in text
+        assert "50.4501" not in text and "distance" not in text
+
+
 # ---------------------------------------------------------------------------------------------
 # CLI
 

@@ -104,6 +104,77 @@ def test_gps_findings_never_quote_coordinates() -> None:
         assert "36.27" not in finding.message
 
 
+# --- validity in the record ------------------------------------------------------------------
+
+KYIV = {"lat": 50.4501, "lon": 30.5234, "alt": 179.0, "lat_ref": "N", "lon_ref": "E"}
+
+
+@pytest.mark.parametrize(
+    ("gps", "reason"),
+    [
+        ({**KYIV, "lat": 123.0}, "gps-invalid"),
+        ({**KYIV, "lat_ref": "X"}, "gps-invalid"),
+        ({**KYIV, "lat": 0.0, "lon": 0.0, "lat_ref": None, "lon_ref": None}, "gps-null-island"),
+        ({**KYIV, "lat": 90.0}, "gps-placeholder"),
+    ],
+    ids=["lat-123", "ref-X", "null-island", "pole"],
+)
+def test_unusable_position_is_marked_and_moved_out_of_lat_lon(
+    gps: dict[str, Any], reason: str
+) -> None:
+    """An unusable block says so and keeps its values only under raw, never in lat/lon."""
+    marked = geo.mark_validity(gps)
+    assert marked is not None
+    assert (marked["lat"], marked["lon"]) == (None, None)
+    assert marked["valid"] is False
+    assert marked["invalid_reason"] == reason
+    assert marked["raw"] == {"lat": gps["lat"], "lon": gps["lon"]}
+    assert geo.usable_position(marked) is None
+
+
+def test_marked_block_gives_the_same_findings_and_marks_the_same_again() -> None:
+    """Findings are judged on the raw values, and marking twice changes nothing."""
+    gps = {**KYIV, "lat_ref": "X"}
+    marked = geo.mark_validity(gps)
+    assert _codes(marked) == _codes(gps) == ["gps-invalid"]
+    assert geo.mark_validity(marked) == marked
+
+
+def test_sane_position_is_marked_valid_and_usable() -> None:
+    """A sane block keeps lat/lon, gains valid true, and is the usable position."""
+    marked = geo.mark_validity({**KYIV, "alt": 12_000.0})  # an odd altitude is not a bad place
+    assert marked is not None
+    assert (marked["valid"], marked["invalid_reason"], marked["raw"]) == (True, None, None)
+    assert geo.usable_position(marked) == (KYIV["lat"], KYIV["lon"])
+    assert geo.mark_validity(None) is None
+
+
+@pytest.mark.parametrize(
+    "gps",
+    [{**KYIV, "lat": 123.0}, {**KYIV, "lat_ref": "X"}, {"lat": 0.0, "lon": 0.0}],
+    ids=["lat-123", "ref-X", "null-island"],
+)
+def test_unmarked_unusable_block_of_an_older_record_is_no_position(gps: dict[str, Any]) -> None:
+    """Records made before the marker: readers still refuse an unusable position."""
+    assert geo.usable_position(gps) is None
+
+
+def test_block_marked_invalid_is_no_position_whatever_lat_lon_say() -> None:
+    """valid false wins, even if a hand-edited record put numbers back in lat/lon."""
+    assert geo.usable_position({**KYIV, "valid": False}) is None
+
+
+def test_gps_text_shows_a_usable_position_and_never_an_unusable_one() -> None:
+    """Reports show lat, lon for a usable block; for an unusable one only why it is unused."""
+    assert geo.gps_text({**KYIV, "source": "exif"}) == "50.450100, 30.523400 (exif)"
+    for gps in ({**KYIV, "lat_ref": "X", "source": "exif"}, {**KYIV, "lat": 123.0}):
+        for block in (gps, geo.mark_validity(gps)):
+            text = geo.gps_text(block) or ""
+            assert text.startswith("unusable, not used (gps-invalid")
+            assert "50.45" not in text and "30.52" not in text and "123" not in text
+    assert geo.gps_text(None) is None
+
+
 # --- distance --------------------------------------------------------------------------------
 
 

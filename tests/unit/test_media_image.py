@@ -103,6 +103,26 @@ def test_gps_is_signed_degrees_with_altitude_below_sea_level(jpeg_with_exif: Pat
     assert gps["time_utc"] == "2024-03-01T14:05:30+00:00"
     assert gps["img_direction"] == pytest.approx(90.0)
     assert (gps["lat_ref"], gps["lon_ref"], gps["source"]) == ("S", "W", "exif")
+    assert (gps["valid"], gps["invalid_reason"], gps["raw"]) == (True, None, None)
+
+
+@pytest.mark.parametrize(
+    ("tag", "value"),
+    [(2, (Fraction(123), Fraction(0), Fraction(0))), (1, "X")],
+    ids=["latitude-123", "hemisphere-X"],
+)
+def test_unusable_gps_is_marked_invalid_with_no_lat_lon(
+    tmp_path: Path, tag: int, value: object
+) -> None:
+    """Latitude 123 or ref 'X': the block says valid false and the values sit only in raw."""
+    exif = _exif()
+    exif.get_ifd(0x8825)[tag] = value
+    path = _write(tmp_path / "bad-gps.jpg", _photo(), "JPEG", exif=exif)
+    gps = analyse(path, "jpeg", SETTINGS).metadata["gps"]
+    assert (gps["lat"], gps["lon"]) == (None, None)
+    assert (gps["valid"], gps["invalid_reason"]) == (False, "gps-invalid")
+    assert gps["raw"]["lon"] == pytest.approx(-70.5)
+    assert gps["alt"] == pytest.approx(-122.5)  # the rest of the block is kept as written
 
 
 def test_media_facts_and_extractor_versions(jpeg_with_exif: Path) -> None:

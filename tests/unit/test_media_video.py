@@ -162,6 +162,18 @@ def test_iso6709_forms_are_parsed() -> None:
     assert boxes.parse_iso6709("garbage") is None
 
 
+def test_null_island_location_is_marked_invalid() -> None:
+    """A container location of 0,0 (no fix) keeps no lat/lon, like an unusable EXIF block."""
+    from verification.media.video import container_gps
+
+    gps = container_gps({"udta.\xa9xyz": "+00.0000+000.0000/"})
+    assert gps is not None
+    assert (gps["lat"], gps["lon"], gps["valid"]) == (None, None, False)
+    assert gps["invalid_reason"] == "gps-null-island"
+    usable = container_gps({"udta.\xa9xyz": "+48.8584+002.2945/"})
+    assert usable is not None and usable["valid"] is True
+
+
 @needs_ffmpeg
 def test_mov_location_and_creation_time_are_read(tmp_path: Path) -> None:
     """ffmpeg's ©xyz location, ©mak/©mod and mvhd creation time are read from a MOV."""

@@ -273,3 +273,48 @@ def test_choices_list_cases_and_codes(ctx: Context) -> None:
     add_finding(ctx, sha, "unreadable")
     assert review.cases(ctx.engine) == ["a", "b"]
     assert review.finding_codes(ctx.engine) == ["unreadable"]
+
+
+# --- the review page's map and metadata (plugins/evidence_review/views.py, pure functions) ----
+
+
+def _record(gps: dict[str, object] | None, observed: dict[str, object] | None) -> dict[str, object]:
+    claims = {"lat": 50.45, "lon": 30.52, "submitter": "w"}
+    submission = {"id": 1, "claims": claims, "geolocation": {"observed": observed}}
+    return {"metadata": {"gps": gps}, "submissions": [submission], "findings": []}
+
+
+@pytest.mark.parametrize(
+    ("gps", "observed"),
+    [
+        (
+            {
+                "lat": None,
+                "lon": None,
+                "valid": False,
+                "invalid_reason": "gps-invalid",
+                "raw": {"lat": 123.0, "lon": 30.52},
+                "source": "exif",
+            },
+            None,
+        ),
+        ({"lat": 123.0, "lon": 30.52, "source": "exif"}, None),
+        ({"lat": 0.0, "lon": 0.0, "source": "exif"}, {"lat": 0.0, "lon": 0.0, "source": "exif"}),
+    ],
+    ids=["marked-invalid", "older-record-lat-123", "older-record-null-island"],
+)
+def test_review_map_and_metadata_show_no_unusable_position(
+    gps: dict[str, object], observed: dict[str, object] | None
+) -> None:
+    """Only the claimed point is drawn; the GPS row says why the position is unused."""
+    from plugins.evidence_review import views
+
+    record = _record(gps, observed)
+    view = views.map_view(record)
+    assert view is not None
+    assert [p.kind for p in view.points] == ["claimed"] and view.lines == ()
+    assert views.map_center(record) == (50.45, 30.52)
+    assert views.comparisons(record)[0]["observed_place"] is None
+    rows = dict(views.metadata_rows(record["metadata"]))  # type: ignore[arg-type]
+    assert rows["gps"].startswith("unusable, not used (gps-")
+    assert "123" not in rows["gps"] and "30.52" not in rows["gps"]

@@ -2,9 +2,11 @@
 
 ``read_c2pa`` returns a small JSON-ready summary of the active manifest (signer, claim
 generator, validation state and codes, actions, ingredient count) as c2pa-python reports it,
-None when the file carries no manifest. Nothing is fetched: remote manifests and OCSP are off
-and the SDK's network allow-list is empty, so a file that only points to a manifest online is
-reported as such instead of making the pipeline contact that address.
+None when the file carries no manifest. Whether a manifest is there is decided from the file's
+container (:mod:`verification.media.c2pa_locate`), because the SDK raises the same error kinds
+for a manifest it cannot read and for a file it cannot parse. Nothing is fetched: remote
+manifests and OCSP are off and the SDK's network allow-list is empty, so a file that only
+points to a manifest online is reported with that address instead of contacting it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import logging
 from collections.abc import Mapping
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
+
+from verification.media.c2pa_locate import Embedding, locate
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -37,7 +41,9 @@ OFFLINE_SETTINGS: dict[str, Any] = {
 }
 
 # c2pa-python error kinds (the "Kind: ..." prefix of the native message) raised only after a
-# manifest (or a reference to a remote one) was found in the file.
+# manifest (or a reference to a remote one) was found in the file. Others (Other, Io,
+# NotSupported) come both from manifests the SDK cannot read (an unknown signing algorithm,
+# prerelease content) and from files it cannot parse: the container decides for those.
 _MANIFEST_ERRORS = frozenset(
     {
         "Assertion",
@@ -54,40 +60,32 @@ _MANIFEST_ERRORS = frozenset(
 )
 
 
-_MAX_SEGMENTS = 256
-
-
 def jpeg_without_c2pa(path: Path) -> bool:
     """True when a JPEG's header segments (up to the image data) hold no C2PA data or reference.
 
-    C2PA embeds its manifest store in APP11 (JUMBF) segments and points to remote manifests
-    from XMP (``dcterms:provenance``). When the header walks cleanly to the start of the image
-    data without either, the SDK (which reads the whole file) is not needed. Anything unusual
+    C2PA embeds its manifest store in APP11 (JUMBF) segments and points to manifests from XMP
+    (``dcterms:provenance``). When the header walks cleanly to the start of the image data
+    without either, the SDK (which reads the whole file) is not needed. Anything unusual
     answers False, so the SDK decides.
     """
     with path.open("rb") as fh:
-        if fh.read(2) != b"\xff\xd8":
-            return False
-        for _ in range(_MAX_SEGMENTS):
-            head = fh.read(4)
-            if len(head) < 4 or head[0] != 0xFF:
-                return False
-            marker, length = head[1], int.from_bytes(head[2:4], "big")
-            if marker == 0xDA:  # start of scan: no more header segments
-                return True
-            if marker == 0xEB or length < 2:  # APP11: JUMBF, where C2PA lives
-                return False
-            body = fh.read(length - 2)
-            if marker == 0xE1 and b"provenance" in body:
-                return False
-    return False
+        return _plain_jpeg(locate(fh))
+
+
+def _plain_jpeg(embedding: Embedding) -> bool:
+    return (
+        embedding.container == "jpeg"
+        and embedding.complete
+        and embedding.store is None
+        and embedding.reference is None
+    )
 
 
 def read_c2pa(path: Path, mime: str) -> dict[str, Any] | None:
     """The summary of the file's C2PA manifest, None if it has none; never raises for the file.
 
-    Only photos and videos of a type the SDK reads are looked at. A file that cannot be read
-    gives ``{"present": <whether a manifest was found>, "error": <error kind>}``.
+    Only photos and videos of a type the SDK reads are looked at. A manifest that is there but
+    cannot be read, and a file the SDK cannot parse, give :func:`unread_summary`.
     """
     if not mime.startswith(("image/", "video/")):
         return None
@@ -96,24 +94,59 @@ def read_c2pa(path: Path, mime: str) -> dict[str, Any] | None:
     except ImportError:  # pragma: no cover - c2pa-python is a pinned dependency
         logger.warning("c2pa-python is not installed; C2PA manifests are not read")
         return {"present": False, "error": "ImportError"}
+    embedding = Embedding()
     try:
         if mime not in c2pa.Reader.get_supported_mime_types():
             return None
-        if mime == "image/jpeg" and jpeg_without_c2pa(path):
+        with path.open("rb") as fh:
+            embedding = locate(fh)
+        if mime == "image/jpeg" and _plain_jpeg(embedding):
             return None
         if path.stat().st_size > MAX_BYTES:
-            return {"present": False, "error": "FileTooLarge"}
-        with path.open("rb") as fh, c2pa.Context.from_dict(OFFLINE_SETTINGS) as context:
-            reader = c2pa.Reader.try_create(mime, fh, context=context)
-            if reader is None:
-                return None
-            with reader:
-                store = json.loads(reader.json())
+            too_large = f"the file is over {MAX_BYTES} bytes, the limit for validation"
+            return unread_summary(embedding, "FileTooLarge", too_large)
+        store = _read_store(c2pa, path, mime)
     except Exception as error:  # hostile input of any shape ends as an error summary
         name = error_name(error)
-        logger.info("C2PA manifest unreadable: %s", name)
-        return {"present": name.removeprefix("C2paError.") in _MANIFEST_ERRORS, "error": name}
-    return summarise(store)
+        logger.info(
+            "C2PA reader failed: %s (C2PA data in the container: %s)", name, embedding.found
+        )
+        return unread_summary(embedding, name, error_text(error))
+    if store is not None:
+        return summarise(store)
+    if embedding.found:  # C2PA data in the container, yet the SDK saw no manifest store
+        return unread_summary(
+            embedding, "C2paError.ManifestNotFound", "the SDK found no manifest store"
+        )
+    return None
+
+
+def _read_store(c2pa: Any, path: Path, mime: str) -> dict[str, Any] | None:
+    """The manifest store as ``Reader.json()`` gives it, None when the SDK finds none."""
+    with path.open("rb") as fh, c2pa.Context.from_dict(OFFLINE_SETTINGS) as context:
+        reader = c2pa.Reader.try_create(mime, fh, context=context)
+        if reader is None:
+            return None
+        with reader:
+            store: dict[str, Any] = json.loads(reader.json())
+    return store
+
+
+def unread_summary(embedding: Embedding, error: str, text: str) -> dict[str, Any]:
+    """The summary when the SDK gave no manifest: whether one is there, and why it was not read.
+
+    ``present`` is what the container says (an embedded store, or a reference to a manifest
+    online); an error kind the SDK raises only after finding C2PA data also counts, in case
+    it knows a placement the walk does not. ``error_text`` is the SDK's message, bounded.
+    """
+    kind = error.removeprefix("C2paError.")
+    return {
+        "present": embedding.found or kind in _MANIFEST_ERRORS,
+        "error": error,
+        "error_text": text,
+        "found_in": embedding.store,
+        "remote_url": embedding.remote_url,
+    }
 
 
 @functools.cache
@@ -138,6 +171,17 @@ def error_name(error: BaseException) -> str:
         return name
     kind = str(error).split(":", 1)[0]
     return f"C2paError.{kind}" if kind.isidentifier() and len(kind) <= 40 else "C2paError"
+
+
+def error_text(error: BaseException) -> str:
+    """The SDK's message for the record (printable, at most 300 characters); else the type.
+
+    Other exceptions give only their type name: their messages may name local paths.
+    """
+    if not any(cls.__name__ == "C2paError" for cls in type(error).__mro__):
+        return type(error).__name__
+    text = "".join(ch for ch in str(error) if ch.isprintable()).strip()
+    return text[:300] or error_name(error)
 
 
 def summarise(store: Mapping[str, Any]) -> dict[str, Any]:

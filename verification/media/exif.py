@@ -12,6 +12,8 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
+from verification import geo
+
 logger = logging.getLogger(__name__)
 
 _DATE_RE = re.compile(r"^\s*(\d{4})[:\-/](\d{2})[:\-/](\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
@@ -171,7 +173,11 @@ def _ref(tags: dict[str, Any], key: str) -> str | None:
 
 
 def normalise_gps(tags: dict[str, Any]) -> dict[str, Any] | None:
-    """Signed decimal degrees, altitude, GPS time and direction; None without coordinates."""
+    """Signed decimal degrees, altitude, GPS time and direction; None without coordinates.
+
+    The block states its validity (:func:`verification.geo.mark_validity`): an out-of-range
+    latitude or an unknown hemisphere letter leaves ``lat``/``lon`` empty, ``valid`` false.
+    """
     lat = _dms(tag_values(tags, "GPS GPSLatitude"))
     lon = _dms(tag_values(tags, "GPS GPSLongitude"))
     if lat is None or lon is None:
@@ -181,16 +187,18 @@ def normalise_gps(tags: dict[str, Any]) -> dict[str, Any] | None:
         lat = -lat
     if lon_ref == "W":
         lon = -lon
-    return {
-        "lat": lat,
-        "lon": lon,
-        "alt": _altitude(tags),
-        "time_utc": _gps_time(tags),
-        "img_direction": _first_float(tags, "GPS GPSImgDirection"),
-        "lat_ref": lat_ref,
-        "lon_ref": lon_ref,
-        "source": "exif",
-    }
+    return geo.mark_validity(
+        {
+            "lat": lat,
+            "lon": lon,
+            "alt": _altitude(tags),
+            "time_utc": _gps_time(tags),
+            "img_direction": _first_float(tags, "GPS GPSImgDirection"),
+            "lat_ref": lat_ref,
+            "lon_ref": lon_ref,
+            "source": "exif",
+        }
+    )
 
 
 def _first_float(tags: dict[str, Any], key: str) -> float | None:

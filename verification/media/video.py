@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from verification import geo
 from verification.findings import Finding
 from verification.formats import MIME
 from verification.media import boxes, exif
@@ -132,22 +133,24 @@ def _first(tags: dict[str, str], keys: tuple[str, ...]) -> str | None:
 
 
 def container_gps(tags: dict[str, str]) -> dict[str, Any] | None:
-    """GPS from the ISO 6709 location tag, in the same shape as EXIF GPS."""
+    """GPS from the ISO 6709 location tag, in the same shape (validity marked) as EXIF GPS."""
     text = _first(tags, _LOCATION_SOURCES)
     parsed = boxes.parse_iso6709(text) if text else None
     if parsed is None:
         return None
     lat, lon, alt = parsed
-    return {
-        "lat": lat,
-        "lon": lon,
-        "alt": alt,
-        "time_utc": None,
-        "img_direction": None,
-        "lat_ref": "S" if lat < 0 else "N",
-        "lon_ref": "W" if lon < 0 else "E",
-        "source": "quicktime",
-    }
+    return geo.mark_validity(
+        {
+            "lat": lat,
+            "lon": lon,
+            "alt": alt,
+            "time_utc": None,
+            "img_direction": None,
+            "lat_ref": "S" if lat < 0 else "N",
+            "lon_ref": "W" if lon < 0 else "E",
+            "source": "quicktime",
+        }
+    )
 
 
 def _creation_date(text: str | None) -> str | None:
