@@ -1,4 +1,4 @@
-"""Run the benchmarks: `python -m bench` (all) or `python -m bench media dedup queue airflow conformance`.
+"""Run the benchmarks: `python -m bench` (all) or `python -m bench media memory dedup queue airflow conformance`.
 
 Each benchmark prints its own figures and the ratios against its anchors (sha256sum, exiftool,
 `evidence ingest`). Figures depend on the machine and its load: compare runs on the same machine.
@@ -14,6 +14,10 @@ BENCHMARKS = {
     "media": (
         "bench.media_bench",
         "photo/video analysis vs sha256sum + exiftool, and vs the decode floor",
+    ),
+    "memory": (
+        "bench.memory_bench",
+        "peak memory and time of analysing one photo (bomb, 16-bit, big TIFF), fresh process each",
     ),
     "dedup": ("bench.dedup_bench", "near-duplicate query against 1,000,000 PDQ hashes"),
     "queue": ("bench.queue_bench", "review-queue filtering and paging over 100,000 items"),

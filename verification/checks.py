@@ -158,6 +158,23 @@ FINDING_CODES: dict[str, tuple[Severity, str, str]] = {
         "The file name's extension does not match the format detected from its bytes.",
         "Usually a renamed or re-exported file; note it and check the file's history.",
     ),
+    "image-too-large": (
+        "warning",
+        "The image was not decoded: decoding it would take more memory than the decode budget "
+        "(estimated from its size, mode and bit depth) or it has more pixels than "
+        "max_image_pixels. Its metadata was read; there are no perceptual hashes, thumbnail or "
+        "brightness for it.",
+        "Open the preserved original on a workstation with enough memory; a small file with "
+        "huge dimensions is a decompression bomb.",
+    ),
+    "metadata-malformed": (
+        "warning",
+        "The EXIF structure is malformed (an IFD loop, an offset outside the EXIF block, a "
+        "pointer of the wrong type, or a parser failure); values read through the malformed "
+        "part are not used. The image itself was analysed.",
+        "Read the metadata with another tool (exiftool -validate -warning) and treat what the "
+        "file claims with caution; cameras and editors do not write such structures.",
+    ),
     "c2pa-manifest": (
         "info",
         "The file carries a C2PA (Content Credentials) manifest that the SDK read; the message "
@@ -266,11 +283,17 @@ class _Context:
     """Mutable scratch state of one run_checks call (never escapes it)."""
 
     settings: Settings
+    readable: bool = True
     findings: list[Finding] = field(default_factory=list)
     geolocation: dict[str, Any] = field(default_factory=dict)
 
     def add(self, code: str, message: str, **evidence: Any) -> None:
         self.findings.append(Finding(code, FINDING_CODES[code][0], message, evidence))
+
+    def add_absence(self, code: str, message: str) -> None:
+        """A finding about something the file lacks; it says nothing if the file is unreadable."""
+        if self.readable:
+            self.add(code, message)
 
 
 def run_checks(
@@ -288,6 +311,9 @@ def run_checks(
 ) -> CheckResult:
     """Compare what the file says with what is claimed; return findings and a geolocation dict.
 
+    When ``media["readable"]`` is False (the extract step could not read the file), findings
+    about what the file lacks (no location, no capture time, stripped metadata) are left out:
+    they would only restate that it is unreadable. What was read is still checked.
     ``thumbnail`` (JPEG bytes) is used for the day/night check only when ``mean_brightness``
     is not given. ``c2pa`` is the C2PA summary made by the extract step
     (:func:`verification.media.c2pa.read_c2pa`): ``{"present", "signer", "validation_state", ...}``
@@ -297,7 +323,7 @@ def run_checks(
         msg = "submitted_at must be timezone-aware"
         raise ValueError(msg)
     media, metadata, perceptual = media or {}, metadata or {}, perceptual or {}
-    ctx = _Context(settings)
+    ctx = _Context(settings, readable=media.get("readable") is not False)
     observed = _check_place(ctx, metadata, claims)
     capture = _check_time(ctx, media, metadata, claims, submitted_at, observed)
     brightness = mean_brightness if mean_brightness is not None else _brightness(thumbnail)
@@ -332,7 +358,7 @@ def _check_place(
     )
     if observed is None:
         reason = "absent" if gps is None else "unusable"
-        ctx.add("no-location-in-file", f"The file has no usable GPS position ({reason}).")
+        ctx.add_absence("no-location-in-file", f"The file has no usable GPS position ({reason}).")
         return None
     place = geo.reverse_geocode(observed.lat, observed.lon, ctx.settings)
     ctx.geolocation["place"] = place.to_dict() if place else None
@@ -487,7 +513,7 @@ def _check_time(
     )
     _check_modified(ctx, metadata, dates)
     if capture is None:
-        ctx.add("no-capture-time", "The file has no usable capture time.")
+        ctx.add_absence("no-capture-time", "The file has no usable capture time.")
         return None
     _check_gps_time(ctx, capture, dates)
     _check_future(ctx, capture, submitted_at)
@@ -659,7 +685,7 @@ def _check_provenance(
     _check_thumbnail(ctx, metadata.get("thumbnail_pdq"), perceptual)
     if metadata.get("metadata_stripped"):
         message = "The file carries almost no metadata (typical of messaging apps)."
-        ctx.add("metadata-stripped", message)
+        ctx.add_absence("metadata-stripped", message)
     if extension_mismatch:
         message = "The file name's extension does not match the detected format."
         ctx.add("extension-mismatch", message)

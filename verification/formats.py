@@ -12,6 +12,7 @@ MIME = {
     "png": "image/png",
     "tiff": "image/tiff",
     "heif": "image/heif",
+    "avif": "image/avif",
     "webp": "image/webp",
     "gif": "image/gif",
     "mp4": "video/mp4",
@@ -19,6 +20,7 @@ MIME = {
     "avi": "video/x-msvideo",
     "mkv": "video/x-matroska",
     "webm": "video/webm",
+    "empty": "application/x-empty",
     "unknown": "application/octet-stream",
 }
 
@@ -27,6 +29,7 @@ KIND = {
     "png": "image",
     "tiff": "image",
     "heif": "image",
+    "avif": "image",
     "webp": "image",
     "gif": "image",
     "mp4": "video",
@@ -34,6 +37,7 @@ KIND = {
     "avi": "video",
     "mkv": "video",
     "webm": "video",
+    "empty": "unknown",
     "unknown": "unknown",
 }
 
@@ -41,7 +45,8 @@ EXTENSIONS = {
     "jpeg": {".jpg", ".jpeg", ".jpe", ".jfif"},
     "png": {".png"},
     "tiff": {".tif", ".tiff", ".dng"},
-    "heif": {".heic", ".heif", ".hif", ".avif"},
+    "heif": {".heic", ".heif", ".hif"},
+    "avif": {".avif"},
     "webp": {".webp"},
     "gif": {".gif"},
     "mp4": {".mp4", ".m4v", ".3gp"},
@@ -51,7 +56,9 @@ EXTENSIONS = {
     "webm": {".webm"},
 }
 
-_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif"}
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
+_HEVC_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis"}
+_AVIF_BRANDS = {b"avif", b"avis"}
 _MOV_BRANDS = {b"qt  "}
 
 
@@ -77,7 +84,13 @@ class FormatInfo:
 
 
 def identify(head: bytes) -> str:
-    """Return the format name for the first bytes of a file (``unknown`` when unrecognised)."""
+    """Return the format name for the first bytes of a file (``unknown`` when unrecognised).
+
+    No bytes at all is ``empty``: a zero-byte file has no format, and saying so is more precise
+    than ``unknown`` (which means bytes we do not recognise).
+    """
+    if not head:
+        return "empty"
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -96,14 +109,20 @@ def identify(head: bytes) -> str:
 
 
 def _identify_isobmff(head: bytes) -> str:
-    """ISO base media files (MP4, MOV, HEIF) by their ``ftyp`` brands."""
+    """ISO base media files (MP4, MOV, HEIF, AVIF) by their ``ftyp`` brands.
+
+    AVIF shares HEIF's container (major brand often ``mif1``) but not its codec, so it is told
+    apart by its ``avif``/``avis`` brand unless an HEVC brand is present too.
+    """
     if head[4:8] == b"ftyp":
         major = head[8:12]
         size = int.from_bytes(head[0:4], "big")
         brands = {major} | {head[i : i + 4] for i in range(16, min(size, len(head)) - 3, 4)}
-        if major in _HEIF_BRANDS or (brands & _HEIF_BRANDS and major not in _MOV_BRANDS):
-            return "heif"
-        return "mov" if major in _MOV_BRANDS else "mp4"
+        if major in _MOV_BRANDS:
+            return "mov"
+        if major in _AVIF_BRANDS or (brands & _AVIF_BRANDS and not brands & _HEVC_BRANDS):
+            return "avif"
+        return "heif" if brands & _HEIF_BRANDS else "mp4"
     if head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"):
         return "mov"  # old QuickTime files have no ftyp box
     return "unknown"
@@ -114,7 +133,8 @@ def describe(head: bytes, name: str) -> FormatInfo:
     fmt = identify(head)
     extension = PurePosixPath(name).suffix.lower()
     expected = EXTENSIONS.get(fmt, set())
-    mismatch = bool(extension) and fmt != "unknown" and extension not in expected
+    # An empty file has no bytes to contradict its name.
+    mismatch = bool(extension) and fmt not in {"unknown", "empty"} and extension not in expected
     if fmt == "unknown" and extension in set().union(*EXTENSIONS.values()):
         mismatch = True
     return FormatInfo(fmt, MIME[fmt], KIND[fmt], extension, mismatch)

@@ -40,7 +40,7 @@ def test_old_quicktime_without_ftyp_is_mov() -> None:
 def test_garbage_is_unknown() -> None:
     """Bytes of no known format are 'unknown', never guessed from the name."""
     assert identify(b"hello world, not an image") == "unknown"
-    assert identify(b"") == "unknown"
+    assert identify(b"\x00" * 16) == "unknown"
 
 
 def test_jpeg_named_png_is_a_mismatch() -> None:
@@ -59,3 +59,40 @@ def test_matching_extension_is_not_a_mismatch() -> None:
 def test_unknown_bytes_with_media_extension_is_a_mismatch() -> None:
     """A '.jpg' that is not an image is mislabeled."""
     assert describe(b"MZ\x90\x00 executable", "holiday.jpg").extension_mismatch
+
+
+def test_empty_head_is_empty_not_unknown() -> None:
+    """No bytes at all is its own answer: an empty file has no format to recognise."""
+    info = describe(b"", "photo.jpg")
+    assert (info.format, info.mime, info.kind) == ("empty", "application/x-empty", "unknown")
+    assert info.extension_mismatch is False  # no bytes contradict the name
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"\x00\x00\x00\x20ftypavif\x00\x00\x00\x00avifmif1miafMA1B",
+        b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1avifmiaf",
+        b"\x00\x00\x00\x1cftypavis\x00\x00\x00\x00avismsf1miaf",
+    ],
+    ids=["major-avif", "mif1-with-avif", "sequence-avis"],
+)
+def test_avif_brands_identify_avif(head: bytes) -> None:
+    """AVIF (major brand avif/avis, or mif1 listing avif without an HEVC brand) is avif."""
+    info = describe(head, "photo.avif")
+    assert (info.format, info.mime, info.kind, info.extension_mismatch) == (
+        "avif",
+        "image/avif",
+        "image",
+        False,
+    )
+
+
+def test_heic_listing_avif_too_stays_heif() -> None:
+    """A HEIF file that also lists avif but carries an HEVC brand is decoded as HEIF."""
+    assert identify(b"\x00\x00\x00\x20ftypmif1\x00\x00\x00\x00mif1heicavifmiaf") == "heif"
+
+
+def test_heic_named_avif_is_a_mismatch() -> None:
+    """.avif now belongs to AVIF only."""
+    assert describe(HEADS["heif"], "photo.avif").extension_mismatch

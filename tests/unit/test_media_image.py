@@ -256,7 +256,7 @@ def test_webp_exif_is_read(tmp_path: Path) -> None:
 
 
 def test_heif_exif_is_read(tmp_path: Path) -> None:
-    """HEIC written by pillow-heif is decoded and its EXIF read."""
+    """HEIC written by pillow-heif is decoded and keeps make, model and capture time."""
     pillow_heif = pytest.importorskip("pillow_heif")
     pillow_heif.register_heif_opener()
     path = tmp_path / "h.heic"
@@ -265,9 +265,61 @@ def test_heif_exif_is_read(tmp_path: Path) -> None:
     except (KeyError, OSError, ValueError) as error:
         pytest.skip(f"pillow-heif cannot encode HEIF here: {error}")
     result = analyse(path, "heif", SETTINGS)
-    assert result.metadata["make"] == "TestCam"
+    meta = result.metadata
+    assert (meta["make"], meta["model"]) == ("TestCam", "Model X")
+    assert meta["datetime_original"] == "2024-03-01T12:34:56.250000+03:00"
     assert (result.media["width"], result.media["height"]) == (320, 240)
     assert result.findings == ()
+
+
+def _avif(path: Path, image: Image.Image, **params: object) -> Path:
+    """Write an AVIF with Pillow's own encoder, or skip saying why it cannot here."""
+    from PIL import features
+
+    if not features.check("avif"):
+        pytest.skip("this Pillow was built without libavif, so it can neither read nor write AVIF")
+    try:
+        image.save(path, "AVIF", **params)
+    except (KeyError, OSError, ValueError) as error:
+        pytest.skip(f"Pillow's libavif has no AV1 encoder here: {error}")
+    return path
+
+
+def test_avif_is_identified_decoded_and_hashed(tmp_path: Path) -> None:
+    """An AVIF photo is identified by its brand, decoded, hashed and thumbnailed."""
+    from verification.formats import describe
+
+    path = _avif(tmp_path / "a.avif", _photo())
+    info = describe(path.read_bytes()[:64], path.name)
+    assert (info.format, info.mime, info.extension_mismatch) == ("avif", "image/avif", False)
+    result = analyse(path, info.format, SETTINGS)
+    assert result.findings == ()
+    assert result.media["readable"] is True
+    assert (result.media["kind"], result.media["width"], result.media["height"]) == (
+        "image",
+        320,
+        240,
+    )
+    assert len(result.perceptual["pdq"]) == 64
+    assert [d.name for d in result.derivatives] == ["thumbnail.jpg"]
+    assert "libavif" in result.extractors
+
+
+def test_avif_exif_keeps_make_model_and_capture_time(tmp_path: Path) -> None:
+    """The EXIF item of an AVIF is read like a HEIC's."""
+    path = _avif(tmp_path / "e.avif", _photo(), exif=_exif())
+    meta = analyse(path, "avif", SETTINGS).metadata
+    assert (meta["make"], meta["model"]) == ("TestCam", "Model X")
+    assert meta["datetime_original"] == "2024-03-01T12:34:56.250000+03:00"
+    assert meta["gps"]["lat"] < 0
+
+
+def test_avif_close_to_the_same_photo_as_png(tmp_path: Path) -> None:
+    """The AVIF's PDQ is near the lossless original's, so re-encodes still match."""
+    png = _write(tmp_path / "p.png", _photo(), "PNG")
+    avif = _avif(tmp_path / "p.avif", _photo(), quality=90)
+    ours = analyse(avif, "avif", SETTINGS).perceptual["pdq"]
+    assert hamming(ours, analyse(png, "png", SETTINGS).perceptual["pdq"]) <= 24
 
 
 def test_xmp_creator_tool_and_history_are_summarised(tmp_path: Path) -> None:
@@ -309,19 +361,30 @@ def test_file_without_metadata_is_marked_stripped(tmp_path: Path) -> None:
 
 
 def test_truncated_jpeg_becomes_unreadable_finding(jpeg_with_exif: Path) -> None:
-    """A JPEG cut short is unreadable, but its EXIF (before the cut) is still returned."""
+    """A JPEG cut short is unreadable and says truncated; its EXIF (before the cut) is kept."""
     data = jpeg_with_exif.read_bytes()
     jpeg_with_exif.write_bytes(data[: len(data) * 2 // 3])
     evidence = _assert_unreadable(jpeg_with_exif, "jpeg")
-    assert evidence["stage"] == "decode"
-    assert analyse(jpeg_with_exif, "jpeg", SETTINGS).metadata["make"] == "TestCam"
+    assert evidence == {"stage": "decode", "error": "TruncatedFile"}
+    result = analyse(jpeg_with_exif, "jpeg", SETTINGS)
+    assert result.findings[0].message == (
+        "truncated: the file ends before the image data is complete"
+    )
+    assert result.metadata["make"] == "TestCam"
+    assert result.media["readable"] is False
 
 
-def test_zero_byte_file_becomes_unreadable_finding(tmp_path: Path) -> None:
-    """An empty file is unreadable, not an exception."""
+@pytest.mark.parametrize("fmt", ["jpeg", "png"])
+def test_zero_byte_file_says_empty_file(tmp_path: Path, fmt: str) -> None:
+    """An empty file is unreadable with the message 'empty file (0 bytes)', whatever its label."""
     path = tmp_path / "empty.jpg"
     path.write_bytes(b"")
-    assert _assert_unreadable(path, "jpeg")["stage"] == "open"
+    assert _assert_unreadable(path, fmt) == {"stage": "identify", "error": "EmptyFile"}
+    result = analyse(path, "empty", SETTINGS)
+    assert [(f.code, f.message) for f in result.findings] == [
+        ("unreadable", "empty file (0 bytes)")
+    ]
+    assert (result.media["kind"], result.media["readable"]) == ("unknown", False)
 
 
 def test_mislabeled_garbage_becomes_unreadable_finding(tmp_path: Path) -> None:
@@ -337,8 +400,8 @@ def test_png_labelled_jpeg_becomes_unreadable_finding(tmp_path: Path) -> None:
     _assert_unreadable(path, "jpeg")
 
 
-def test_tiff_ifd_loop_becomes_unreadable_finding(tmp_path: Path) -> None:
-    """A TIFF whose IFD chain points back to itself is reported, not walked forever."""
+def test_tiff_ifd_loop_becomes_metadata_malformed_finding(tmp_path: Path) -> None:
+    """A TIFF whose IFD chain points back to itself is reported; its first page is analysed."""
     buffer = io.BytesIO()
     _photo((64, 48)).save(buffer, "TIFF")
     data = bytearray(buffer.getvalue())
@@ -348,8 +411,18 @@ def test_tiff_ifd_loop_becomes_unreadable_finding(tmp_path: Path) -> None:
     data[link : link + 4] = struct.pack("<I", ifd0)
     path = tmp_path / "loop.tiff"
     path.write_bytes(bytes(data))
-    evidence = _assert_unreadable(path, "tiff")
-    assert evidence == {"stage": "tiff_structure", "error": "MalformedIFDChain"}
+    before = _sha(path)
+    result = analyse(path, "tiff", SETTINGS)
+    assert _sha(path) == before
+    assert [f.code for f in result.findings] == ["metadata-malformed"]
+    finding = result.findings[0]
+    assert finding.severity == "warning"
+    assert finding.evidence["problems"] == [
+        "IFD loop: the next-IFD link of Image leads back to Image"
+    ]
+    assert result.metadata["metadata_stripped"] is False
+    assert result.raw == {}  # every tag came from the looping IFD
+    assert result.perceptual["pdq"] is not None
 
 
 def test_jpeg_garbage_segments_becomes_unreadable_finding(tmp_path: Path) -> None:
@@ -362,20 +435,21 @@ def test_jpeg_garbage_segments_becomes_unreadable_finding(tmp_path: Path) -> Non
     _assert_unreadable(path, "jpeg")
 
 
-def test_decompression_bomb_becomes_unreadable_finding(tmp_path: Path) -> None:
-    """An image more than twice the pixel limit is refused before decoding."""
+def test_decompression_bomb_becomes_image_too_large_finding(tmp_path: Path) -> None:
+    """An image far over the pixel limit is refused from its header, before decoding."""
     path = _write(tmp_path / "bomb.png", _photo((200, 200)), "PNG")
-    settings = Settings(max_image_pixels=10_000)
-    evidence = _assert_unreadable(path, "png", settings)
-    assert evidence == {"stage": "open", "error": "DecompressionBombError"}
+    result = analyse(path, "png", Settings(max_image_pixels=10_000))
+    assert [f.code for f in result.findings] == ["image-too-large"]
+    assert result.findings[0].evidence["pixels"] == 40_000
+    assert result.perceptual["pdq"] is None
 
 
-def test_image_just_over_pixel_limit_becomes_unreadable_finding(tmp_path: Path) -> None:
-    """Between one and two times the limit Pillow only warns; the warning is made an error."""
+def test_image_just_over_pixel_limit_becomes_image_too_large_finding(tmp_path: Path) -> None:
+    """Just over the limit is over it too (Pillow would only have warned)."""
     path = _write(tmp_path / "near.png", _photo((200, 200)), "PNG")
-    settings = Settings(max_image_pixels=30_000)
-    evidence = _assert_unreadable(path, "png", settings)
-    assert evidence["error"] == "DecompressionBombWarning"
+    result = analyse(path, "png", Settings(max_image_pixels=39_999))
+    assert [f.code for f in result.findings] == ["image-too-large"]
+    assert result.findings[0].evidence["max_pixels"] == 39_999
 
 
 def test_missing_file_becomes_unreadable_finding(tmp_path: Path) -> None:

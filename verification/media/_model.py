@@ -7,7 +7,7 @@ from typing import Any
 
 from verification.findings import Finding
 
-MEDIA_VERSION = "2"
+MEDIA_VERSION = "3"
 """Bump when extraction output changes; the nightly DAG reprocesses older records."""
 
 JPEG_MIME = "image/jpeg"
@@ -48,6 +48,7 @@ MEDIA_KEYS: tuple[str, ...] = (
     "frame_count",
     "codec",
     "rotation",
+    "readable",
 )
 
 

@@ -1,8 +1,14 @@
 """Photos: EXIF (exifread), XMP, pixel facts, perceptual hashes and a thumbnail (Pillow).
 
-The file is opened read-only and decoded once: JPEGs are DCT-scaled while decoding to about
-the thumbnail size, and the one scaled image feeds the thumbnail, PDQ and pHash. Hostile files
-end as an ``unreadable`` finding with whatever metadata could still be read.
+The file is opened read-only and decoded at most once: JPEGs are DCT-scaled while decoding to
+about the thumbnail size, other formats are shrunk before any conversion, and the one scaled
+image feeds the thumbnail, PDQ and pHash. Before decoding, the memory the decode would take is
+estimated from the header (:mod:`verification.media.budget`); an image over the budget is not
+decoded (``image-too-large``) but its metadata is read. Malformed EXIF structure is reported
+(``metadata-malformed``) and the values it would lend are dropped
+(:mod:`verification.media.ifd`). Files that cannot be decoded end as an ``unreadable`` finding
+that says why (truncated, not of the identified format, ...) with whatever metadata could still
+be read.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from verification.findings import Finding
 from verification.formats import MIME
-from verification.media import boxes, exif, hashes, xmp
+from verification.media import boxes, budget, exif, hashes, ifd, truncation, xmp
 from verification.media._model import (
     JPEG_MIME,
     MEDIA_VERSION,
@@ -45,8 +51,8 @@ logger = logging.getLogger(__name__)
 THUMBNAIL_PX = 512
 DRAFT_MIN_PX = 384
 MAX_JPEG_SEGMENTS = 64
-MAX_TIFF_IFDS = 1024
 JPEG_QUALITY = 85
+TRUNCATED = "truncated: the file ends before the image data is complete"
 
 # Our format names (verification.formats.identify) -> the only Pillow plugin allowed to open
 # the file, so a mislabelled file never reaches a decoder nobody expected.
@@ -57,8 +63,10 @@ PILLOW_FORMATS: dict[str, tuple[str, ...]] = {
     "webp": ("WEBP",),
     "gif": ("GIF",),
     "heif": ("HEIF",),
+    "avif": ("AVIF",),  # Pillow's own plugin (libavif); pillow-heif 1.x no longer reads AVIF
 }
-_NATIVE_XMP = frozenset({"JPEG", "MPO", "PNG", "WEBP"})
+_NATIVE_XMP = frozenset({"JPEG", "MPO", "PNG", "WEBP", "AVIF"})
+_ORIENTATION = 0x0112
 
 
 @dataclass(slots=True)
@@ -95,9 +103,21 @@ def _init_pillow() -> None:
     Image.init()
 
 
+@cache
+def avif_version() -> str | None:
+    """The libavif version Pillow was built with, or None when Pillow cannot read AVIF."""
+    from PIL import features
+
+    return features.version("avif") if features.check("avif") else None
+
+
 @contextmanager
-def bomb_guard(max_pixels: int) -> Iterator[None]:
-    """Refuse images above ``max_pixels``: Pillow's warning becomes an error here."""
+def bomb_guard(max_pixels: int | None) -> Iterator[None]:
+    """Refuse images above ``max_pixels``: Pillow's warning becomes an error here.
+
+    ``None`` switches Pillow's own check off, for opening: :func:`budget.check` then decides
+    from the header, and a refused image still gives its size and metadata.
+    """
     from PIL import Image
 
     previous = Image.MAX_IMAGE_PIXELS
@@ -110,26 +130,48 @@ def bomb_guard(max_pixels: int) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = previous
 
 
+@contextmanager
+def _quiet_exif_warnings() -> Iterator[None]:
+    """Pillow warns when it parses malformed EXIF; read_exif reports it as metadata-malformed."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yield
+
+
 def read_exif(
     fh: BinaryIO, fmt: str, pillow_exif: bytes | None = None
 ) -> tuple[dict[str, Any], list[Finding]]:
-    """exifread's tag dictionary for the open file, or an ``unreadable`` finding.
+    """exifread's tags for the open file, minus anything read from malformed structure.
 
     When exifread finds nothing in the file itself, the EXIF block is located another way and
     given to exifread as a TIFF stream: for JPEG by walking the marker segments (exifread only
     looks near the start, and Photoshop may put an XMP APP1 first); for other formats from the
     block Pillow already extracted (exifread misses WebP and HEIF blocks without the
-    header prefix, as pillow-heif and Pillow write them).
+    header prefix, as pillow-heif and Pillow write them). The block's IFD structure is then
+    inspected: a loop, an out-of-range offset or a parser failure is a ``metadata-malformed``
+    finding, and the values that structure lent are dropped.
     """
-    tags, findings = _exifread(fh)
-    if tags:
-        return tags, findings
+    tags, parse_error = _exifread(fh)
+    if not tags:
+        block = jpeg_exif_block(fh) if fmt == "jpeg" else _tiff_block(pillow_exif)
+        if block:
+            fallback, fallback_error = _exifread(io.BytesIO(block))
+            if fallback:
+                tags, parse_error = fallback, fallback_error
+    report = exif_structure(fh, fmt, pillow_exif)
+    if parse_error:
+        report = report.with_problem(f"exifread could not parse it ({parse_error})")
+    trusted = report.trusted(tags)
+    finding = ifd.malformed_finding(report, dropped=len(tags) - len(trusted))
+    return trusted, [finding] if finding else []
+
+
+def exif_structure(fh: BinaryIO, fmt: str, pillow_exif: bytes | None) -> ifd.Report:
+    """The IFD structure report of the file's EXIF (for TIFF, of the file itself)."""
+    if fmt == "tiff":
+        return ifd.inspect(fh)
     block = jpeg_exif_block(fh) if fmt == "jpeg" else _tiff_block(pillow_exif)
-    if block:
-        fallback, fallback_findings = _exifread(io.BytesIO(block))
-        if fallback:
-            return fallback, fallback_findings
-    return tags, findings
+    return ifd.inspect_block(block) if block else ifd.Report()
 
 
 def _tiff_block(data: bytes | None) -> bytes | None:
@@ -160,42 +202,8 @@ def jpeg_exif_block(fh: BinaryIO) -> bytes | None:
     return None
 
 
-def tiff_chain_problem(fh: BinaryIO) -> str | None:
-    """Why the TIFF's IFD chain is malformed (loop, bad offset, too long), or None.
-
-    Pillow and exifread both stop quietly at an IFD loop; a loop never occurs in a file a
-    camera or editor wrote, so it is reported instead of being read past.
-    """
-    fh.seek(0)
-    header = fh.read(8)
-    if len(header) < 8 or header[:2] not in {b"II", b"MM"}:
-        return "TIFF header unreadable"
-    endian = "<" if header[:2] == b"II" else ">"
-    size = fh.seek(0, io.SEEK_END)
-    offset = struct.unpack(f"{endian}I", header[4:8])[0]
-    seen: set[int] = set()
-    while offset:
-        if offset in seen:
-            return "TIFF IFD chain loops"
-        if len(seen) >= MAX_TIFF_IFDS or offset + 2 > size:
-            return "TIFF IFD chain is too long or points outside the file"
-        seen.add(offset)
-        fh.seek(offset)
-        count = struct.unpack(f"{endian}H", fh.read(2))[0]
-        fh.seek(offset + 2 + 12 * count)
-        link = fh.read(4)
-        offset = struct.unpack(f"{endian}I", link)[0] if len(link) == 4 else 0
-    return None
-
-
-def _tiff_findings(fh: BinaryIO) -> list[Finding]:
-    problem = tiff_chain_problem(fh)
-    if problem is None:
-        return []
-    return [unreadable("tiff_structure", "MalformedIFDChain", problem)]
-
-
-def _exifread(fh: BinaryIO) -> tuple[dict[str, Any], list[Finding]]:
+def _exifread(fh: BinaryIO) -> tuple[dict[str, Any], str | None]:
+    """exifread's tags, or no tags and the name of the error it raised."""
     import exifread
 
     try:
@@ -204,38 +212,113 @@ def _exifread(fh: BinaryIO) -> tuple[dict[str, Any], list[Finding]]:
         tags = exifread.process_file(fh, details=False, extract_thumbnail=True)
     except Exception as error:  # any parser failure on hostile input is a finding
         logger.info("exifread failed: %s", type(error).__name__)
-        return {}, [unreadable("exif", error, f"EXIF could not be parsed ({type(error).__name__})")]
-    return dict(tags), []
+        return {}, type(error).__name__
+    return dict(tags), None
 
 
 def decode(fh: BinaryIO, fmt: str, max_pixels: int) -> _Decoded:
-    """Open and decode once, DCT-scaled for JPEG, oriented and shrunk to thumbnail size."""
-    from PIL import Image, ImageOps
-
+    """Open, judge the memory cost from the header, then decode once and scale for hashing."""
     result = _Decoded()
     stage = "open"
     try:
+        early = _webp_refusal(fh, max_pixels) if fmt == "webp" else None
+        if early is not None:
+            result.findings.append(early)
+            return result
+        image = _open(fh, fmt, result)
+        buffers = _decoder_buffers(fh, fmt, image)
+        stored = (image.width, image.height)
+        decoded = _request_reduced_decode(image)
+        refusal = budget.check(fmt, image.mode, stored, decoded, max_pixels, buffers)
+        if refusal is not None:
+            result.findings.append(refusal)
+            return result
+        stage = "decode"
         with bomb_guard(max_pixels):
-            fh.seek(0)
-            image = Image.open(fh, formats=PILLOW_FORMATS.get(fmt))
-            result.width, result.height = image.size
-            result.pil_format = image.format
-            result.xmp = _info_xmp(image.info)
-            exif_block = image.info.get("exif")
-            result.exif = exif_block if isinstance(exif_block, bytes) else None
-            stage = "decode"
-            if image.format in {"JPEG", "MPO"}:
-                image.draft("RGB", draft_request(image.size))
             image.load()
-            _check_tiff_pages(image)
-            scaled = ImageOps.exif_transpose(image)
-            scaled = scaled if scaled.mode == "RGB" else scaled.convert("RGB")
-            scaled.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
-            result.scaled = scaled
+            result.scaled = scale_for_hashing(image)
     except Exception as error:  # hostile input of any shape ends as a finding
         logger.info("image %s failed: %s", stage, type(error).__name__)
-        result.findings.append(unreadable(stage, error, _reason(stage, error)))
+        result.findings.append(_unreadable(fh, fmt, stage, error))
     return result
+
+
+def _open(fh: BinaryIO, fmt: str, result: _Decoded) -> Image.Image:
+    """Open lazily (header and metadata only) with the identified format's plugin."""
+    from PIL import Image
+
+    fh.seek(0)
+    with bomb_guard(None), _quiet_exif_warnings():
+        image = Image.open(fh, formats=PILLOW_FORMATS.get(fmt))
+    result.width, result.height = image.size
+    result.pil_format = image.format
+    result.xmp = _info_xmp(image.info)
+    exif_block = image.info.get("exif")
+    result.exif = exif_block if isinstance(exif_block, bytes) else None
+    return image
+
+
+def _decoder_buffers(fh: BinaryIO, fmt: str, image: Image.Image) -> int:
+    """Bytes the decoder will hold besides pixels (judged at the stored size, before draft)."""
+    if image.format in {"JPEG", "MPO"}:
+        progressive = bool(image.info.get("progressive") or image.info.get("progression"))
+        return budget.jpeg_coefficients(image.size, getattr(image, "layer", []), progressive)
+    return _file_size(fh) if fmt in budget.FILE_READ_WHOLE else 0
+
+
+def _file_size(fh: BinaryIO) -> int:
+    position = fh.tell()
+    size = fh.seek(0, io.SEEK_END)
+    fh.seek(position)
+    return size
+
+
+def _request_reduced_decode(image: Image.Image) -> tuple[int, int]:
+    """Ask for the smallest decode the format allows (JPEG DCT scaling); the size it will give."""
+    if image.format in {"JPEG", "MPO"}:
+        image.draft("RGB", draft_request(image.size))
+    return image.size
+
+
+def _webp_refusal(fh: BinaryIO, max_pixels: int) -> Finding | None:
+    """The budget judged from a WebP's header, before Pillow opens it and allocates canvases."""
+    fh.seek(0)
+    canvas = budget.webp_canvas(fh.read(30))
+    if canvas is None:
+        return None
+    return budget.check("webp", "RGB", canvas, canvas, max_pixels, _file_size(fh))
+
+
+def scale_for_hashing(image: Image.Image) -> Image.Image:
+    """A thumbnail-sized RGB copy with the EXIF orientation applied.
+
+    The image is shrunk in its own mode first, so no second full-size copy is made, except
+    for the modes Pillow cannot resample well (``budget.CONVERTED_BEFORE_SCALING``, counted in
+    the budget). The orientation is read before any conversion, which would drop TIFF tags.
+    """
+    with _quiet_exif_warnings():
+        transpose = _transpose_method(image.getexif().get(_ORIENTATION))
+    converted = budget.CONVERTED_BEFORE_SCALING.get(image.mode)
+    small = image.convert(converted) if converted else image
+    small.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+    if transpose is not None:
+        small = small.transpose(transpose)
+    return small if small.mode == "RGB" else small.convert("RGB")
+
+
+def _transpose_method(orientation: object) -> Image.Transpose | None:
+    from PIL import Image
+
+    methods = {
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_270,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_90,
+    }
+    return methods.get(orientation) if isinstance(orientation, int) else None
 
 
 def draft_request(size: tuple[int, int]) -> tuple[int, int]:
@@ -251,11 +334,11 @@ def draft_request(size: tuple[int, int]) -> tuple[int, int]:
     return max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
 
 
-def _check_tiff_pages(image: Image.Image) -> None:
-    """Walk a TIFF's IFD chain so that a loop or a broken page link raises here."""
-    if image.format == "TIFF":
-        _ = getattr(image, "n_frames", 1)
-        image.seek(0)
+def _unreadable(fh: BinaryIO, fmt: str, stage: str, error: BaseException) -> Finding:
+    """The ``unreadable`` finding for a failed open or decode, saying why in plain words."""
+    if truncation.is_truncated(fh, fmt, error):
+        return unreadable(stage, "TruncatedFile", TRUNCATED)
+    return unreadable(stage, error, _reason(stage, error))
 
 
 def _reason(stage: str, error: BaseException) -> str:
@@ -332,6 +415,9 @@ def extractor_versions() -> dict[str, str]:
     heif = register_heif()
     if heif:
         versions["pillow-heif"] = heif
+    avif = avif_version()
+    if avif:
+        versions["libavif"] = avif
     c2pa = library_version()
     if c2pa:
         versions["c2pa-python"] = c2pa
@@ -376,10 +462,11 @@ def analyse_image(path: Path, fmt: str, settings: Settings) -> MediaAnalysis:
         decoded = decode(fh, fmt, settings.max_image_pixels)
         tags, exif_findings = read_exif(fh, fmt, decoded.exif)
         packet = _xmp_packet(fh, decoded)
-        stored_size = heif_stored_size(fh) if fmt == "heif" else None
-        structure = _tiff_findings(fh) if fmt == "tiff" else []
-    findings += exif_findings + structure + decoded.findings
+        stored_size = heif_stored_size(fh) if fmt in {"heif", "avif"} else None
+    findings += exif_findings + decoded.findings
     metadata = build_metadata(tags, xmp.summarise(packet))
+    if exif_findings:  # malformed metadata was there: the file was not stripped of it
+        metadata["metadata_stripped"] = False
     metadata["thumbnail_pdq"], thumb_findings = embedded_thumbnail_pdq(tags.get("JPEGThumbnail"))
     findings += thumb_findings
     metadata["c2pa"] = read_c2pa(path, MIME.get(fmt, ""))
