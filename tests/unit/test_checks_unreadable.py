@@ -7,12 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from tests.helpers import init_context, make_settings, photo
 from verification import pipeline
 from verification.checks import CheckResult, run_checks
 from verification.claims import Claims
 from verification.config import Settings, load_settings
+from verification.db import Record
 from verification.intake import submit_file
 from verification.media._model import empty_metadata
 
@@ -76,33 +79,39 @@ def test_unreadable_garbage_keeps_extension_mismatch(settings: Settings) -> None
     ]
 
 
-def _submit(tmp_path: Path, name: str, data: bytes) -> tuple[pipeline.Context, str]:
+def _record(tmp_path: Path, name: str, data: bytes) -> tuple[pipeline.Outcome, dict[str, Any]]:
+    """Submit and process one file; its outcome and its stored record."""
     ctx = init_context(make_settings(tmp_path / "home"))
     path = tmp_path / name
     path.write_bytes(data)
-    return ctx, submit_file(ctx.store, path, Claims("case-1")).key
+    key = submit_file(ctx.store, path, Claims("case-1")).key
+    outcome = pipeline.process_submission(ctx, key)
+    with Session(ctx.engine) as session:
+        record = session.scalar(select(Record).where(Record.item_sha256 == outcome.item))
+        assert record is not None
+        return outcome, dict(record.data)
+
+
+def _claim_codes(record: dict[str, Any]) -> set[str]:
+    return {f["code"] for sub in record["submissions"] for f in sub["findings"]}
 
 
 def test_empty_submission_says_empty_file_and_nothing_else(tmp_path: Path) -> None:
     """A zero-byte upload named .jpg: one unreadable finding, 'empty file (0 bytes)'."""
-    ctx, key = _submit(tmp_path, "empty.jpg", b"")
-    analysis = pipeline.analyse_submission(ctx.settings, key, ctx.store)
-    assert analysis.format is not None
-    assert analysis.format["format"] == "empty"
-    assert [(f.code, f.message) for f in analysis.item_findings] == [
+    outcome, record = _record(tmp_path, "empty.jpg", b"")
+    assert record["format"]["format"] == "empty"
+    assert [(f["code"], f["message"]) for f in record["item_findings"]] == [
         ("unreadable", "empty file (0 bytes)")
     ]
-    assert analysis.claim_findings == ()
-    outcome = pipeline.process_submission(ctx, key)
+    assert _claim_codes(record) == set()
     assert (outcome.status, outcome.findings) == ("unreadable", ("unreadable",))
 
 
 def test_truncated_submission_says_truncated_without_absence_findings(tmp_path: Path) -> None:
     """A cut-off photo is 'truncated', and not also 'no location' or 'no capture time'."""
     data = photo(4, taken="2024:03:14 11:20:05")
-    ctx, key = _submit(tmp_path, "cut.jpg", data[: len(data) // 2])
-    analysis = pipeline.analyse_submission(ctx.settings, key, ctx.store)
-    assert [(f.code, f.message) for f in analysis.item_findings] == [
+    _, record = _record(tmp_path, "cut.jpg", data[: len(data) // 2])
+    assert [(f["code"], f["message"]) for f in record["item_findings"]] == [
         ("unreadable", "truncated: the file ends before the image data is complete")
     ]
-    assert not {f.code for f in analysis.claim_findings} & ABSENCES
+    assert not _claim_codes(record) & ABSENCES
