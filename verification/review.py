@@ -22,7 +22,7 @@ from sqlalchemy import Engine, Select, and_, func, select
 from sqlalchemy.orm import Session
 
 from verification.custody import CustodyEvent
-from verification.db import Item, ItemFinding
+from verification.db import Item, ItemFinding, Submission
 
 if TYPE_CHECKING:
     from verification.pipeline import Context
@@ -355,6 +355,58 @@ def case_summary(engine: Engine, case: str) -> CaseSummary:
         by_finding[code] = by_finding.get(code, 0) + count
         severities[code] = severity
     return CaseSummary(case, sum(by_status.values()), by_status, by_finding, severities)
+
+
+# Submission states that mean the pipeline could not process a file (a retry clears them).
+PROBLEM_STATES = ("failed", "rejected")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A submission the pipeline could not process, and why (shown to analysts, escaped)."""
+
+    key: str
+    case_id: str
+    state: str
+    error: str | None
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Problems:
+    """Unprocessed submissions: how many in all and per case, and the newest ones."""
+
+    total: int
+    by_case: Mapping[str, int]
+    rows: tuple[Problem, ...]
+
+
+def intake_problems(engine: Engine, case: str | None = None, limit: int = 100) -> Problems:
+    """Submissions whose latest attempt failed (or was rejected), newest first.
+
+    A later successful attempt marks the failed one ``retried``, which clears it from here.
+    """
+    where = Submission.state.in_(PROBLEM_STATES)
+    with Session(engine) as session:
+        by_case = dict(
+            session.execute(
+                select(Submission.case_id, func.count())
+                .where(where)
+                .group_by(Submission.case_id)
+                .order_by(Submission.case_id)
+            ).all()
+        )
+        query = select(Submission).where(where)
+        if case:
+            query = query.where(Submission.case_id == case)
+        rows = tuple(
+            Problem(s.store_key, s.case_id, s.state, s.error, _utc(s.received_at))
+            for s in session.scalars(
+                query.order_by(Submission.received_at.desc(), Submission.id.desc()).limit(limit)
+            )
+        )
+    total = by_case.get(case, 0) if case else sum(by_case.values())
+    return Problems(total, by_case, rows)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from verification import review
 from verification.export import ExportError
 from verification.pipeline import Context, derivative_key
 from verification.report import item_report
+from verification.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,9 @@ def _routes(app: FastAPI) -> None:
     app.get("/case/{case}", response_class=HTMLResponse, dependencies=[security.can_read])(
         case_page
     )
+    app.get("/problems", response_class=HTMLResponse, dependencies=[security.can_read])(
+        problems_page
+    )
     csrf = security.csrf_protected(_secret)
     writes = [security.can_review, Depends(csrf)]
     app.post("/item/{sha}/decision", dependencies=writes)(decide)
@@ -200,8 +204,15 @@ def queue_page(
         codes=review.finding_codes(ctx.engine),
         statuses=review.STATUSES,
         sorts=list(review.SORTS),
+        problems=review.intake_problems(ctx.engine, limit=0),
         link=lambda n: "?" + urlencode({**{k: v for k, v in chosen.items() if v}, "page": n}),
     )
+
+
+def problems_page(request: Request, case: str = "") -> HTMLResponse:
+    """Submissions the pipeline could not process (failed or rejected), with why."""
+    problems = review.intake_problems(_ctx(request).engine, case or None)
+    return _render(request, "problems.html", problems=problems, case=case, printable=printable)
 
 
 def item_page(request: Request, sha: SHA, user: GetUserDep) -> HTMLResponse:
@@ -245,14 +256,18 @@ def item_page(request: Request, sha: SHA, user: GetUserDep) -> HTMLResponse:
 def case_page(request: Request, case: CASE, user: GetUserDep) -> HTMLResponse:
     """Counts per status and per finding for one case, and the export forms (three formats)."""
     ctx = _ctx(request)
+    problems = review.intake_problems(ctx.engine, case, limit=0)
     try:
         summary = review.case_summary(ctx.engine, case)
     except KeyError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such case") from exc
+        if not problems.total:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "No such case") from exc
+        summary = review.CaseSummary(case, 0, {}, {}, {})
     return _render(
         request,
         "case.html",
         summary=summary,
+        problems=problems,
         may_review=security.may_review(user),
         csrf=security.csrf_token(request, _secret(request)),
         link=lambda **kw: "?" + urlencode({"case": case, **kw}),

@@ -704,6 +704,40 @@ def test_actions_log_no_coordinates(
 # Airflow integration
 
 
+def test_failed_submissions_are_shown_until_a_retry_succeeds(
+    make_client: Any, tmp_path: Path
+) -> None:
+    """A submission the pipeline could not read shows in a banner and on the problems page, per
+    case, with why; once the next intake processes it, it is gone from both."""
+    from tests.helpers import init_context, make_settings, photo
+    from verification import pipeline
+    from verification.claims import Claims
+    from verification.intake import submit_file
+
+    ctx = init_context(make_settings(tmp_path / "home"))
+    path = tmp_path / "lost.jpg"
+    path.write_bytes(photo(90))
+    key = submit_file(ctx.store, path, Claims("case-lost", "dana")).key
+    stored = ctx.store.root / "objects" / key  # type: ignore[attr-defined]
+    hidden = tmp_path / "hidden"
+    listed = [info.key for info in pipeline.list_new(ctx)]
+    stored.rename(hidden)
+    assert pipeline.process_batch(ctx, listed)[0].failed
+    client = make_client("viewer", ctx)
+
+    queue = client.get("/")
+    assert "1 submission could not be processed" in queue.text
+    case = client.get("/case/case-lost")
+    assert case.status_code == 200 and "could not be processed in this case" in case.text
+    problems = client.get("/problems?case=case-lost")
+    assert key in problems.text and "ObjectNotFound" in problems.text
+
+    hidden.rename(stored)
+    assert pipeline.ingest(ctx)[0].status == "consistent"
+    assert "could not be processed" not in client.get("/").text
+    assert "None: every submission so far was processed." in client.get("/problems").text
+
+
 def test_plugin_directory_loads_exactly_the_evidence_plugin(airflow_home: dict[str, str]) -> None:
     """Airflow's directory loader finds one plugin, with the app prefix and the nav entry."""
     from airflow._shared.plugins_manager.plugins_manager import (

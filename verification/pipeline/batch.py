@@ -49,8 +49,18 @@ from verification.text import printable
 
 log = logging.getLogger(__name__)
 
-# Test hook, read here (never by the workers) and handed to them: see verification.analysis.worker.
+# Test hook, read here (never by the workers). ``abort:<text>`` and ``hang:<text>`` are handed to
+# the workers (see verification.analysis.worker); ``workers-crash:<text>`` makes every worker of a
+# batch whose keys contain <text> crash at start-up, as when the environment cannot run them.
 FAULT_ENV = "EVIDENCE_TEST_FAULT"
+
+
+def _injected_fault(keys: Sequence[str]) -> str | None:
+    spec = os.environ.get(FAULT_ENV) or ""
+    action, _, text = spec.partition(":")
+    if action == "workers-crash":
+        return "abort:*" if text and any(text in key for key in keys) else None
+    return spec or None
 
 
 def list_new(ctx: Context, case: str | None = None) -> list[ObjectInfo]:
@@ -69,13 +79,15 @@ def list_new(ctx: Context, case: str | None = None) -> list[ObjectInfo]:
 
 
 @contextmanager
-def analysis_pool(settings: Settings, workers: int) -> Iterator[AnalysisPool]:
-    """The analysis workers for a batch, configured from ``settings``."""
+def analysis_pool(
+    settings: Settings, workers: int, keys: Sequence[str] = ()
+) -> Iterator[AnalysisPool]:
+    """The analysis workers for a batch of ``keys``, configured from ``settings``."""
     with warm_pool(
         AnalysisOptions.from_settings(settings),
         workers,
         timeout=settings.analysis_timeout,
-        fault=os.environ.get(FAULT_ENV) or None,
+        fault=_injected_fault(keys),
     ) as pool:
         yield pool
 
@@ -99,7 +111,7 @@ def process_batch(
     order = {key: i for i, key in enumerate(keys)}
     outcomes: list[Outcome] = []
     with (
-        analysis_pool(ctx.settings, workers) as pool,
+        analysis_pool(ctx.settings, workers, keys) as pool,
         ThreadPoolExecutor(workers + 1, thread_name_prefix="evidence-io") as io,
     ):
         futures = [io.submit(_prepare, ctx, pool, key) for key in keys]
