@@ -282,7 +282,11 @@ def test_workers_that_cannot_analyse_anything_fail_the_batch(
         submit(ctx, tmp_path, name, photo(30 + i))
     with pytest.raises(pipeline.WorkersUnavailable, match=r"could not start.*SIGABRT"):
         pipeline.ingest(ctx)
-    assert counts(ctx) == (0, 0, 0, 0, 0)
+    assert counts(ctx) == (0, 2, 0, 0, 0)  # two failed submissions, no item, no event
+    with Session(ctx.engine) as session:
+        subs = list(session.scalars(select(Submission)))
+    assert {s.state for s in subs} == {"failed"}
+    assert all("analysis workers unavailable" in (s.error or "") for s in subs)
     assert [i.key.rsplit("/", 1)[-1] for i in pipeline.list_new(ctx)] == ["a.jpg", "b.jpg"]
 
 

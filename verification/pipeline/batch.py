@@ -43,6 +43,7 @@ from verification.pipeline.record import (
     is_processed,
     processed_outcome,
     record_analysis,
+    recorded_outcomes,
 )
 from verification.storage import ObjectInfo, StoreError
 from verification.text import printable
@@ -110,23 +111,41 @@ def process_batch(
     workers = max(1, min(workers or ctx.settings.workers, len(keys)))
     order = {key: i for i, key in enumerate(keys)}
     outcomes: list[Outcome] = []
-    with (
-        analysis_pool(ctx.settings, workers, keys) as pool,
-        ThreadPoolExecutor(workers + 1, thread_name_prefix="evidence-io") as io,
-    ):
-        futures = [io.submit(_prepare, ctx, pool, key) for key in keys]
-        try:
-            for future in as_completed(futures):
-                outcome = _record(ctx, future)
-                outcomes.append(outcome)
-                if progress:
-                    progress(outcome)
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+    try:
+        with (
+            analysis_pool(ctx.settings, workers, keys) as pool,
+            ThreadPoolExecutor(workers + 1, thread_name_prefix="evidence-io") as io,
+        ):
+            futures = [io.submit(_prepare, ctx, pool, key) for key in keys]
+            try:
+                for future in as_completed(futures):
+                    outcome = _record(ctx, future)
+                    outcomes.append(outcome)
+                    if progress:
+                        progress(outcome)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    except WorkersUnavailable as exc:
+        done = {o.key for o in outcomes}
+        _record_unanalysed(ctx, [k for k in keys if k not in done], exc)
+        raise
     final = [current(ctx, outcome) for outcome in outcomes]
     return sorted(final, key=lambda o: order.get(o.key, len(order)))
+
+
+def _record_unanalysed(ctx: Context, keys: Sequence[str], exc: WorkersUnavailable) -> None:
+    """Mark submissions left unanalysed as failed, with why, so analysts see them (the next run
+    retries them); submissions recorded earlier are left as they are."""
+    why = f"analysis workers unavailable: {exc}"[:500]
+    for outcome in recorded_outcomes(ctx, keys):
+        if outcome.item is not None:
+            continue
+        try:
+            record_analysis(ctx, Analysis(outcome.key, None, error=why, error_stage="analyse"))
+        except Exception as error:  # the database may be what is down; the raise says enough
+            log.error("could not record %s as failed: %s", printable(outcome.key), reason(error))
 
 
 def process_submission(ctx: Context, key: str) -> Outcome:
