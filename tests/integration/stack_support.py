@@ -25,6 +25,7 @@ from verification.claims import Claims
 from verification.config import load_settings
 from verification.intake import Submitted, submit_file
 from verification.pipeline import Context, open_context
+from verification.storage import ObjectStore
 
 FINAL = {"success", "failed"}
 
@@ -179,9 +180,16 @@ def alive(pid: int) -> bool:
 
 @contextmanager
 def running_stack(
-    root: Path, components: Sequence[str] | None = None, **overrides: str
+    root: Path,
+    components: Sequence[str] | None = None,
+    store: ObjectStore | None = None,
+    **overrides: str,
 ) -> Iterator[Driver]:
-    """A prepared, started stack under ``root``; stopped and checked for leftovers after."""
+    """A prepared, started stack under ``root``; stopped and checked for leftovers after.
+
+    The driver's evidence context uses the stack's ledger (``EVIDENCE_DATABASE_URL`` when
+    overridden) and ``store`` (default: the local store in the evidence home).
+    """
     env = {
         # Two stacks (or a developer's own Airflow) may run at once: no fixed ports.
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
@@ -192,7 +200,10 @@ def running_stack(
     if components:
         stack.components = tuple(components)
     stack.prepare()
-    ctx = open_context(load_settings(home=stack.evidence_home))
+    settings = load_settings(
+        home=stack.evidence_home, database_url=overrides.get("EVIDENCE_DATABASE_URL")
+    )
+    ctx = open_context(settings, store=store)
     stack.start()
     driver = Driver(stack, ctx, root / "uploads")
     try:
