@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench conformance system-deps clean
+.PHONY: demo airflow test lint bench conformance system-deps clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ system-deps:
 
 demo: $(STAMP)
 	$(VENV)/bin/evidence demo
+
+# The embedded production-like stack on the demo's evidence home (make demo first).
+airflow: $(STAMP)
+	$(PY) scripts/airflow_stack.py
 
 test: $(STAMP) system-deps
 	$(VENV)/bin/ruff check .

@@ -21,6 +21,11 @@ BENCHMARKS = {
     ),
     "dedup": ("bench.dedup_bench", "near-duplicate query against 1,000,000 PDQ hashes"),
     "queue": ("bench.queue_bench", "review-queue filtering and paging over 100,000 items"),
+    "e2e": (
+        "bench.intake_e2e",
+        "trigger-to-recorded through the running scheduler vs `evidence ingest` vs sha256sum + "
+        "exiftool on the same photos, and per-file cost as the collection grows",
+    ),
     "airflow": (
         "bench.airflow_overhead",
         "evidence_intake DAG vs `evidence ingest` on the same photos",

@@ -23,13 +23,15 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def make_photos(directory: Path, count: int, size: tuple[int, int] = (640, 480)) -> list[Path]:
+def make_photos(
+    directory: Path, count: int, size: tuple[int, int] = (640, 480), first_seed: int = 0
+) -> list[Path]:
     """``count`` distinct synthetic JPEGs of ``size`` with EXIF (camera, time, GPS)."""
     from verification.samples import exif_bytes, jpeg, scene
 
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
-    for seed in range(count):
+    for seed in range(first_seed, first_seed + count):
         path = directory / f"photo{seed:04d}.jpg"
         exif = exif_bytes(taken="2024:05:01 12:00:00", gps=(48.85 + seed * 1e-4, 2.35, 35.0))
         path.write_bytes(jpeg(scene(seed, size=size), exif))
