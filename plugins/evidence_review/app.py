@@ -35,6 +35,7 @@ from verification import review
 from verification.export import ExportError
 from verification.pipeline import Context, derivative_key
 from verification.report import item_report
+from verification.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +344,12 @@ def export_case(
     except KeyError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "No such case") from exc
     except ExportError as exc:
-        log.error("export of case %s as %s failed: %s", case, fmt, exc)
+        log.error(
+            "export of case %s as %s failed: %s",
+            printable(case),
+            printable(fmt),
+            printable(str(exc)),
+        )
         raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, f"Export failed: {exc}") from exc
     finally:
         shutil.rmtree(work, ignore_errors=True)
