@@ -120,5 +120,5 @@ def notify_failure(context: Any) -> None:
         "evidence DAG %s run %s failed: %s",
         getattr(run, "dag_id", "?"),
         getattr(run, "run_id", "?"),
-        context.get("reason") or "see the failed task's log",
+        printable(str(context.get("reason") or "see the failed task's log")),
     )

@@ -23,7 +23,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
-from evidence_common import DEFAULT_ARGS, notify_failure, open_evidence_context, run_locally
+from evidence_common import (
+    DEFAULT_ARGS,
+    notify_failure,
+    open_evidence_context,
+    printable,
+    run_locally,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +90,7 @@ def evidence_export() -> None:
                 destination=f"{ctx.store.url}/{prefix}/",
             )
             keys = publish_export(ctx.store, path, prefix)
-        log.info("export of case %s: %s object(s)", params["case"], len(keys))
+        log.info("export of case %s: %s object(s)", printable(str(params["case"])), len(keys))
         return {
             "case": params["case"],
             "format": params["format"],

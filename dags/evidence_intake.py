@@ -5,18 +5,20 @@ Every few minutes: find new submissions under `incoming/`, preserve and analyse 
 and record every step in the custody ledger.
 
 1. **list_new**: objects under `incoming/` (optionally one case) not yet processed by key + ETag;
-   submissions that failed before come back.
+   submissions that failed before come back. An object whose key is refused (control
+   characters, `..`: possible on S3) is recorded as *rejected* with the reason, once.
 2. **make_batches**: lists of at most `batch_size` keys.
 3. **process_batch** (mapped, one task per batch): preserve, hash, extract, check, dedupe,
-   record, with `EVIDENCE_WORKERS` analysis processes (default: every core). A file that is
+   record, with `EVIDENCE_WORKERS` analysis processes (default: cores, bounded by memory). A file that is
    corrupt, hostile or crashes the analysis is *quarantined*: a recorded result, the batch
    succeeds. A submission the pipeline could not process (store, database or worker failure)
    fails the task, which is retried; its asset event (`evidence://items`) is emitted only when
    the whole batch was recorded.
 4. **summary**: reads the ledger for every listed key and reports evidence outcomes (per status
-   and finding code, quarantined files) apart from pipeline failures (`failed`, `pending`, each
-   with its reason). It fails the run when anything was not processed, so a red run always
-   means work is left and `on_failure_callback` alerts. No coordinates, ever.
+   and finding code, quarantined files, rejected keys) apart from pipeline failures (`failed`,
+   `pending`, each with its reason). It fails the run when anything was not processed, so a red
+   run always means work is left and `on_failure_callback` alerts; a rejected key is a recorded
+   result and does not. No coordinates, ever; keys are escaped in the log.
 
 Every step is idempotent: clear and re-run any task and the ledger gains no duplicate.
 The store is the `evidence_s3` Connection's bucket (else `EVIDENCE_*`); the ledger is
@@ -93,7 +95,10 @@ def evidence_intake() -> None:
         outcomes = pipeline.process_batch(ctx, batch, workers=ctx.settings.workers)
         report = pipeline.summarise(outcomes)
         log.info(
-            "batch: recorded %s, quarantined %s", report["recorded"], len(report["quarantined"])
+            "batch: recorded %s, quarantined %s, rejected %s",
+            report["recorded"],
+            len(report["quarantined"]),
+            len(report["rejected"]),
         )
         pipeline.check_complete(report)
         return report
@@ -108,6 +113,10 @@ def evidence_intake() -> None:
         report = pipeline.summarise(pipeline.recorded_outcomes(ctx, keys))
         log.info("intake: %s submission(s); recorded %s", report["submissions"], report["recorded"])
         log.info("intake: findings %s", report["findings"])
+        for rejected in report["rejected"]:
+            log.warning(
+                "rejected: %s: %s", printable(rejected["key"]), printable(rejected["reason"])
+            )
         for failure in report["failed"]:
             log.error(
                 "not processed: %s: %s", printable(failure["key"]), printable(failure["error"])

@@ -1,7 +1,10 @@
 """The ``evidence`` command: set up, submit, ingest, inspect and verify.
 
 Exit codes: 0 success, 1 the work ran but found a problem (failed ingest, broken custody chain),
-2 bad usage or configuration (missing file, bad argument, store or database unreachable).
+2 bad usage or configuration (missing file, bad argument, bad ``EVIDENCE_*`` setting, store or
+database unreachable). Everything printed that came from outside (object keys, EXIF strings,
+claims, names) is escaped with :func:`verification.text.printable`: a submitter chooses keys
+and metadata, and must not be able to drive the operator's terminal.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 from verification import __version__
 from verification.claims import Claims, InvalidClaim, parse_location, parse_time
-from verification.config import Settings, load_settings
+from verification.config import ConfigurationError, Settings, load_settings
 from verification.extensions import Handler
 from verification.text import printable
 
@@ -113,26 +116,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        settings = load_settings()
+        settings = None if args.command in NEEDS_NO_SETTINGS else load_settings()
         handler = COMMANDS[args.command]
         return int(handler(settings, args))
-    except UsageError as exc:
-        print(f"evidence: error: {exc}", file=sys.stderr)
+    except (UsageError, ConfigurationError) as exc:
+        print(f"evidence: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except Exception as exc:
         from verification.signing import SigningKeyError
         from verification.storage import StoreError
 
         if isinstance(exc, StoreError | SigningKeyError | InvalidClaim):
-            print(f"evidence: error: {exc}", file=sys.stderr)
+            print(f"evidence: error: {printable(str(exc))}", file=sys.stderr)
             return 2
         if _is_db_error(exc):
+            first = str(exc).splitlines()[0]
             print(
-                f"evidence: error: database unavailable: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+                f"evidence: error: database unavailable: {type(exc).__name__}: {printable(first)}",
                 file=sys.stderr,
             )
             return 2
         raise
+
+
+# Commands that read no configuration: a recipient verifies a package with nothing set up.
+NEEDS_NO_SETTINGS = frozenset({"verify-export"})
 
 
 def _is_db_error(exc: Exception) -> bool:
@@ -158,9 +166,9 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
         store.ensure_bucket(versioning=True, object_lock=args.object_lock)  # type: ignore[attr-defined]
     elif settings.store == "local":
         settings.resolved_store_path.mkdir(parents=True, exist_ok=True)
-    print(f"database  {_redact_url(settings.resolved_database_url)}")
-    print(f"store     {store.url}")
-    print(f"key       {settings.resolved_key_path} (id {signer.key_id[:16]})")
+    print(printable(f"database  {_redact_url(settings.resolved_database_url)}"))
+    print(printable(f"store     {store.url}"))
+    print(printable(f"key       {settings.resolved_key_path} (id {signer.key_id[:16]})"))
     return 0
 
 
@@ -191,10 +199,11 @@ def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
         try:
             done = submit_file(store, path, claims)
         except SubmitError as exc:
-            print(f"evidence: {exc}", file=sys.stderr)
+            print(f"evidence: {printable(str(exc))}", file=sys.stderr)
             failed += 1
             continue
-        print(f"submitted {path} -> {done.key}  sha256:{done.sha256[:16]}  {done.size} bytes")
+        shown = f"{printable(str(path))} -> {printable(done.key)}"
+        print(f"submitted {shown}  sha256:{done.sha256[:16]}  {done.size} bytes")
     return 1 if failed else 0
 
 
@@ -214,10 +223,16 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
         )
     except pipeline.WorkersUnavailable as exc:
         bar.close()
-        print(f"evidence: error: nothing was analysed: {exc}", file=sys.stderr)
+        print(f"evidence: error: nothing was analysed: {printable(str(exc))}", file=sys.stderr)
         return 1
     bar.close()
     print_outcomes(outcomes)
+    rejected = [o for o in outcomes if o.rejected]
+    if rejected:
+        print(
+            f"{len(rejected)} object(s) rejected: their keys are refused (reason above); they "
+            "stay untouched under incoming/ and are not tried again"
+        )
     failed = [o for o in outcomes if o.failed]
     if failed:
         print(
@@ -244,13 +259,12 @@ def print_outcomes(outcomes: Sequence[Any]) -> None:
     """The summary table: item, SHA-256 prefix, type, size, status, findings."""
     rows = [
         (
-            printable(o.key.rsplit("/", 1)[-1])[:28],
+            _clip(o.key.rsplit("/", 1)[-1], 28),
             (o.item or "-")[:12],
             o.format or "-",
             _size(o.size),
             o.status,
-            ", ".join(c for c in o.findings if c not in INFORMATIVE)
-            or printable(o.error or "")[:60],
+            ", ".join(c for c in o.findings if c not in INFORMATIVE) or _clip(o.error or "", 80),
         )
         for o in outcomes
     ]
@@ -274,7 +288,13 @@ def _size(size: int | None) -> str:
     return "-"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A plain-text table; every cell escaped (cells hold keys, case ids, names from outside)."""
+    rows = [[printable(str(cell)) for cell in row] for row in rows]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
@@ -350,7 +370,7 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
-        print(render_item_text(report))
+        print(render_item_text(report))  # escaped line by line
     return 0
 
 
@@ -368,9 +388,8 @@ def cmd_custody(settings: Settings, args: argparse.Namespace) -> int:
                 who = "; ".join(describe_agent(a) for a in event.agents[1:]) or describe_agent(
                     event.agents[0]
                 )
-                print(
-                    f"#{event.seq:<3} {event.time}  {event.type:<26} {event.outcome:<8} {printable(who)}  {event.hash[:16]}"
-                )
+                line = f"#{event.seq:<3} {event.time}  {event.type:<26} {event.outcome:<8} {who}"
+                print(f"{printable(line)}  {event.hash[:16]}")
         return 0
     if args.custody_command == "checkpoint":
         cp = ctx.ledger.write_checkpoint()
@@ -384,7 +403,7 @@ def cmd_custody(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 0
     for failure in report.failures:
-        print(f"FAILED {failure}", file=sys.stderr)
+        print(f"FAILED {printable(str(failure))}", file=sys.stderr)
     print(
         f"custody verification failed: {len(report.failures)} problem(s) in {report.items} chain(s)",
         file=sys.stderr,

@@ -6,14 +6,33 @@ under ``./var``). docs/configuration.md is generated from the field descriptions
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+
+from verification.media.budget import DECODE_BUDGET_BYTES
+from verification.resources import MIB, default_workers
+from verification.text import printable
+
+# Address space an analysis worker holds before it decodes anything: Python, numpy, Pillow,
+# OpenCV, pillow-heif and c2pa loaded and the self-test photo analysed. Measured VmSize 525 MiB
+# (Linux x86-64, Python 3.11); an image decoded at the budget adds the budget on top of it.
+WORKER_BASELINE_MB = 640
+# The default worker limit is this plus the decode budget (2048 MiB with the default budget):
+# the baseline, then about 1 GiB for everything besides pixels that one analysis may hold at
+# once (EXIF, XMP and C2PA parsing, PDQ on the scaled image, the thumbnail, the video box reader).
+WORKER_HEADROOM_MB = 1536
+DATABASE_BACKENDS = ("sqlite", "postgresql")
+
+
+class ConfigurationError(ValueError):
+    """A setting that cannot work, named with its ``EVIDENCE_*`` variable and what is wrong."""
 
 
 class Settings(BaseSettings):
@@ -53,10 +72,30 @@ class Settings(BaseSettings):
         description="Ed25519 private key (PEM) that signs custody events. Default: "
         "HOME/keys/installation.pem, created by `evidence init`.",
     )
-    workers: int = Field(
-        default_factory=lambda: os.cpu_count() or 1,
+    decode_budget_mb: int = Field(
+        DECODE_BUDGET_BYTES // MIB,
         ge=1,
-        description="Processes used to analyse one batch. Default: all cores.",
+        description="Memory (MiB) one image may take to decode, the decoder's own buffers "
+        "included, judged from its header; a larger image is not decoded (image-too-large) "
+        "but its metadata is read.",
+    )
+    worker_memory_mb: int = Field(
+        default_factory=lambda data: (
+            WORKER_HEADROOM_MB + data.get("decode_budget_mb", DECODE_BUDGET_BYTES // MIB)
+        ),
+        ge=0,
+        description="Hard address-space limit (MiB) of one analysis worker; an analysis that "
+        "needs more fails alone and its file is quarantined with the reason. 0: no limit.",
+        json_schema_extra={"shown_default": "1536 + DECODE_BUDGET_MB (2048)"},
+    )
+    workers: int = Field(
+        default_factory=lambda data: default_workers(data.get("worker_memory_mb")),
+        ge=1,
+        description="Processes used to analyse one batch. Default: as many as there are cores "
+        "and memory for.",
+        json_schema_extra={
+            "shown_default": "min(cores, available memory / WORKER_MEMORY_MB), at least 1"
+        },
     )
     batch_size: int = Field(50, ge=1, description="Submissions per batch (per Airflow task).")
     analysis_timeout: float = Field(
@@ -107,6 +146,70 @@ class Settings(BaseSettings):
         None, description="Name recorded as the agent of CLI actions. Default: the OS user."
     )
 
+    @field_validator("home", "store_path")
+    @classmethod
+    def _is_directory(cls, value: Path | None) -> Path | None:
+        if value is not None and value.exists() and not value.is_dir():
+            msg = "exists and is not a directory"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("key_path")
+    @classmethod
+    def _is_key_file(cls, value: Path | None) -> Path | None:
+        if value is not None and value.is_dir():
+            msg = "is a directory, not a key file"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _is_supported_database(cls, value: str | None) -> str | None:
+        if value is not None:
+            database_problem(value)
+        return value
+
+    @field_validator("s3_endpoint_url", "nominatim_url")
+    @classmethod
+    def _is_web_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            web_url_problem(value)
+        return value
+
+    @field_validator("tsa_urls")
+    @classmethod
+    def _are_web_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            try:
+                web_url_problem(url)
+            except ValueError as exc:
+                msg = f"{printable(url)[:80]!r} {exc}"
+                raise ValueError(msg) from None
+        return value
+
+    @model_validator(mode="after")
+    def _worker_has_room_to_decode(self) -> Settings:
+        needed = WORKER_BASELINE_MB + self.decode_budget_mb
+        if self.worker_memory_mb and self.worker_memory_mb < needed:
+            msg = (
+                f"EVIDENCE_WORKER_MEMORY_MB={self.worker_memory_mb} leaves no room to decode "
+                f"EVIDENCE_DECODE_BUDGET_MB={self.decode_budget_mb}: a worker holds about "
+                f"{WORKER_BASELINE_MB} MiB before it decodes anything; give it at least "
+                f"{needed}, or lower the budget"
+            )
+            raise ValueError(msg)
+        return self
+
+    @property
+    def decode_budget_bytes(self) -> int:
+        """The decode budget in bytes (what the media code reads, as from AnalysisOptions)."""
+        return self.decode_budget_mb * MIB
+
+    @property
+    def worker_memory_limit(self) -> int | None:
+        """The worker address-space limit in bytes, or None when there is none."""
+        return self.worker_memory_mb * MIB if self.worker_memory_mb else None
+
     @cached_property
     def resolved_database_url(self) -> str:
         """The ledger URL, with the embedded SQLite default filled in."""
@@ -135,6 +238,7 @@ class AnalysisOptions:
     """
 
     max_image_pixels: int = 200_000_000
+    decode_budget_bytes: int = DECODE_BUDGET_BYTES
     video_timeout: float = 120.0
     keyframes: int = 8
     distance_threshold_km: float = 5.0
@@ -146,12 +250,99 @@ class AnalysisOptions:
     @classmethod
     def from_settings(cls, settings: Settings) -> AnalysisOptions:
         """The analysis part of the pipeline settings."""
-        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
+        return cls(
+            max_image_pixels=settings.max_image_pixels,
+            decode_budget_bytes=settings.decode_budget_bytes,
+            video_timeout=settings.video_timeout,
+            keyframes=settings.keyframes,
+            distance_threshold_km=settings.distance_threshold_km,
+            time_tolerance_hours=settings.time_tolerance_hours,
+            geocoder=settings.geocoder,
+            nominatim_url=settings.nominatim_url,
+            nominatim_user_agent=settings.nominatim_user_agent,
+        )
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read the environment once; keyword overrides win (tests and the CLI use them)."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+    """Read and check the environment once; keyword overrides win (tests and the CLI use them).
+
+    Raises :class:`ConfigurationError` naming each bad ``EVIDENCE_*`` variable and what is
+    wrong with it, in one line: the CLI prints it (exit 2), a DAG task fails with it.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        # A default computed from another setting is not computed when that one is bad: only
+        # the bad one is worth reporting.
+        errors = exc.errors(include_url=False)
+        problems = [_describe(e) for e in errors if e["type"] != "default_factory_not_called"]
+        raise ConfigurationError("; ".join(problems)) from None
+    except SettingsError as exc:  # a list or JSON value that does not even parse
+        raise ConfigurationError(_describe_unparsable(exc)) from None
+
+
+def database_problem(url: str) -> None:
+    """Raise ValueError saying why ``url`` cannot be the ledger's database URL (or return)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        msg = "is not a database URL (e.g. postgresql+psycopg2://user@host/evidence)"
+        raise ValueError(msg) from None
+    backend = parsed.get_backend_name()
+    if backend not in DATABASE_BACKENDS:
+        msg = f"scheme {backend!r} is not supported; use sqlite or postgresql"
+        raise ValueError(msg)
+    try:
+        dialect = parsed.get_dialect()
+        dialect.import_dbapi()
+    except (NoSuchModuleError, ImportError):
+        msg = f"database driver {parsed.drivername!r} is not installed"
+        raise ValueError(msg) from None
+    if dialect.is_async:
+        msg = f"database driver {parsed.drivername!r} is asynchronous; use psycopg2 or psycopg"
+        raise ValueError(msg)
+
+
+def web_url_problem(url: str) -> None:
+    """Raise ValueError unless ``url`` is an http(s) URL with a host."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        msg = "is not an http(s) URL with a host"
+        raise ValueError(msg)
+
+
+def _describe(error: Any) -> str:
+    """One problem of a ValidationError as ``EVIDENCE_NAME is 'value': what is wrong``."""
+    text = str(error["msg"]).removeprefix("Value error, ")
+    loc = error.get("loc") or ()
+    if not loc:
+        return text  # a check across settings names its variables itself
+    name = str(loc[0])
+    variable = f"EVIDENCE_{name.upper()}"
+    if name == "database_url":  # may hold a password: never echo it
+        return f"{variable}: {text}"
+    shown = printable(str(error.get("input")))
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    return f"{variable} is {shown!r}: {text[:1].lower()}{text[1:]}"
+
+
+def _describe_unparsable(exc: SettingsError) -> str:
+    import re
+
+    found = re.search(r'field "(\w+)"', str(exc))
+    name = found.group(1) if found else None
+    if name is None:
+        return f"the EVIDENCE_* settings cannot be read: {exc}"
+    expected = " (a JSON list)" if name in Settings.model_fields and _is_list(name) else ""
+    return f"EVIDENCE_{name.upper()} cannot be parsed{expected}"
+
+
+def _is_list(name: str) -> bool:
+    annotation = Settings.model_fields[name].annotation
+    return getattr(annotation, "__origin__", None) is list
 
 
 def render_configuration_doc() -> str:
@@ -170,14 +361,12 @@ def render_configuration_doc() -> str:
         "| --- | --- | --- |",
     ]
     for name, field in Settings.model_fields.items():
-        default = (
-            "all cores"
-            if field.default_factory is not None and name == "workers"
-            else field.default
-        )
-        if field.default_factory is not None and name != "workers":
-            default = field.default_factory()  # type: ignore[call-arg]
-        shown = "(unset)" if default is None else f"`{default}`"
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if "shown_default" in extra:
+            shown = str(extra["shown_default"])
+        else:
+            default = field.get_default(call_default_factory=True, validated_data={})
+            shown = "(unset)" if default is None else f"`{default}`"
         lines.append(f"| `EVIDENCE_{name.upper()}` | {shown} | {field.description} |")
     lines += [
         "",

@@ -5,6 +5,7 @@ custody events and checkpoints. SQLite is the embedded default, PostgreSQL the p
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,7 +25,7 @@ from sqlalchemy import (
     create_engine,
     event,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,23 @@ class Checkpoint(Base):
     tsa_url: Mapped[str | None] = mapped_column(String(500))
     stored_key: Mapped[str | None] = mapped_column(String(200))
     complete: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+def insert_if_absent(
+    session: Session, model: type[Base], values: dict[str, Any], keys: Sequence[str]
+) -> bool:
+    """``INSERT ... ON CONFLICT (keys) DO NOTHING``: True when this call inserted the row.
+
+    Two runs recording the same thing at once both try; the one that loses the race inserts
+    nothing instead of failing (PostgreSQL waits for the winner's transaction first).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    statement = insert(model).values(**values).on_conflict_do_nothing(index_elements=list(keys))
+    result = session.execute(statement)
+    return bool(getattr(result, "rowcount", 0))
 
 
 def make_engine(url: str) -> Engine:

@@ -32,6 +32,7 @@ import rfc8785
 
 from verification import __version__
 from verification.geo import gps_text
+from verification.text import printable
 from verification.verify_export import (
     ALGORITHMS,
     CHECKPOINT,
@@ -320,7 +321,12 @@ def _export_bag(ctx: Any, meta: ExportMeta, target: Path, redact: bool) -> Path:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    log.info("exported case %s as BagIt: %s items, Payload-Oxum %s", meta.case, len(fresh), oxum)
+    log.info(
+        "exported case %s as BagIt: %s items, Payload-Oxum %s",
+        printable(meta.case),
+        len(fresh),
+        oxum,
+    )
     return target
 
 
@@ -521,7 +527,11 @@ def _export_file(ctx: Any, meta: ExportMeta, target: Path) -> Path:
         ctx, meta, contents, {"sha256": digest, "destination": meta.destination or str(target)}
     )
     log.info(
-        "exported case %s as %s: %s items, sha256 %s", meta.case, meta.format, len(contents), digest
+        "exported case %s as %s: %s items, sha256 %s",
+        printable(meta.case),
+        meta.format,
+        len(contents),
+        digest,
     )
     return target
 
@@ -572,7 +582,7 @@ def redact_item(
         return None
     except RedactionError as exc:
         _record_redaction(ctx, sha, "failure", {"reason": str(exc)}, "failure", analyst)
-        log.warning("item %s: redaction failed: %s", sha[:12], exc)
+        log.warning("item %s: redaction failed: %s", sha[:12], printable(str(exc)))
         return None
     out_dir.mkdir(exist_ok=True)
     name = f"{sha}-redacted{content.extension}"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from verification.extensions import Handler
+from verification.text import printable
 
 
 def register(
@@ -79,11 +80,11 @@ def cmd_export(settings: Any, args: argparse.Namespace) -> int:
             organization=args.organization,
         )
     except (ExportError, SubmitError) as exc:
-        print(f"evidence: error: {exc}", file=sys.stderr)
+        print(f"evidence: error: {printable(str(exc))}", file=sys.stderr)
         return 2
-    print(f"exported case {args.case} ({args.fmt}) to {path}")
+    print(printable(f"exported case {args.case} ({args.fmt}) to {path}"))
     if args.fmt == "bagit":
-        print(f"check it with: evidence verify-export {path}")
+        print(printable(f"check it with: evidence verify-export {path}"))
     return 0
 
 
@@ -96,16 +97,18 @@ def cmd_verify_export(settings: Any, args: argparse.Namespace) -> int:
         try:
             roots = args.tsa_roots.read_bytes()
         except OSError as exc:
-            print(f"evidence: error: cannot read {args.tsa_roots}: {exc.strerror}", file=sys.stderr)
+            problem = f"cannot read {args.tsa_roots}: {exc.strerror}"
+            print(f"evidence: error: {printable(problem)}", file=sys.stderr)
             return 2
     report = verify_export(args.path, tsa_roots=roots)
     if not report.ok:
-        print(f"FAILED {report.first_failure}", file=sys.stderr)
+        print(f"FAILED {printable(str(report.first_failure))}", file=sys.stderr)
         return 1
+    # A package comes from elsewhere: everything read from it is escaped before it is shown.
     print(f"package verified: {report.items} item(s), {report.events} custody event(s)")
-    print(f"  signing key(s): {', '.join(report.key_ids)}")
-    print(f"  checkpoint:     {report.checkpoint}")
-    print(f"  time-stamp:     {report.timestamp}")
+    print(printable(f"  signing key(s): {', '.join(report.key_ids)}"))
+    print(printable(f"  checkpoint:     {report.checkpoint}"))
+    print(printable(f"  time-stamp:     {report.timestamp}"))
     for note in report.notes:
-        print(f"  note: {note}")
+        print(printable(f"  note: {note}"))
     return 0

@@ -29,6 +29,7 @@ from verification.db import Checkpoint, Event, Item
 from verification.hashing import sha256_stream
 from verification.pipeline import Context, open_context, vault_key
 from verification.storage import ObjectNotFound, ObjectStore, StoreError
+from verification.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -188,14 +189,21 @@ def _record(ctx: Context, result: FixityResult, run_id: str) -> None:
         agents=ctx.agents,
     )
     if result.outcome == "not-run":
-        log.warning("fixity of %s not checked: %s", result.item[:12], result.reason)
+        log.warning(
+            "fixity of %s not checked: %s", result.item[:12], printable(result.reason or "")
+        )
         return
     with Session(ctx.engine) as session, session.begin():
         item = session.get(Item, result.item)
         if item is not None:
             item.fixity = result.outcome
     if result.problem:
-        log.error("fixity %s for item %s: %s", result.outcome, result.item[:12], result.reason)
+        log.error(
+            "fixity %s for item %s: %s",
+            result.outcome,
+            result.item[:12],
+            printable(result.reason or ""),
+        )
 
 
 def vault_items(ctx: Context) -> list[str]:
@@ -332,7 +340,10 @@ def cmd_fixity(settings: Settings, args: argparse.Namespace) -> int:
 
 def print_results(results: Sequence[FixityResult]) -> None:
     """A table of item, outcome, found digest and reason, then the counts."""
-    rows = [(r.item[:12], r.outcome, (r.found or "-")[:23], (r.reason or "")[:70]) for r in results]
+    rows = [
+        (r.item[:12], r.outcome, printable((r.found or "-")[:23]), printable((r.reason or "")[:70]))
+        for r in results
+    ]
     header = ("item", "outcome", "found", "reason")
     widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=False)]
     for row in (header, tuple("-" * w for w in widths), *rows):

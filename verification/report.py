@@ -13,6 +13,7 @@ from verification.custody import ChainFailure, verify_chain
 from verification.db import DuplicateLink, Item, ItemFinding, Record, Submission
 from verification.findings import SEVERITY_ORDER
 from verification.geo import gps_text
+from verification.text import printable
 
 
 def list_items(
@@ -119,7 +120,16 @@ def item_report(ctx: Any, sha: str) -> dict[str, Any]:
 
 
 def render_item_text(report: Mapping[str, Any]) -> str:
-    """Human view of :func:`item_report`: facts first, then findings grouped by severity."""
+    """Human view of :func:`item_report`: facts first, then findings grouped by severity.
+
+    Each line is escaped (:func:`verification.text.printable`) before the lines are joined, so
+    a newline or an ESC sequence inside an EXIF string, a key or a claim stays inside its line.
+    """
+    return "\n".join(printable(line) for line in item_lines(report))
+
+
+def item_lines(report: Mapping[str, Any]) -> list[str]:
+    """The lines of :func:`render_item_text`, not yet escaped: values from outside as they are."""
     item, record = report["item"], report["record"]
     lines = [
         f"item      sha256:{item['sha256']}",
@@ -147,10 +157,11 @@ def render_item_text(report: Mapping[str, Any]) -> str:
         lines.append(
             f"  decision {d.get('decision')} by {d.get('analyst')} at {d['time']}: {d.get('note')}"
         )
-    lines.append(
-        f"\nsee also: evidence custody log {item['sha256'][:12]}   evidence show {item['sha256'][:12]} --json"
-    )
-    return "\n".join(lines)
+    lines += [
+        "",
+        f"see also: evidence custody log {item['sha256'][:12]}   evidence show {item['sha256'][:12]} --json",
+    ]
+    return lines
 
 
 def _media_lines(record: Mapping[str, Any]) -> list[str]:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from verification.custody import CustodyEvent
 from verification.db import Item, ItemFinding, Submission
+from verification.text import printable
 
 if TYPE_CHECKING:
     from verification.pipeline import Context
@@ -152,7 +153,13 @@ def record_decision(ctx: Context, sha: str, decision: str, note: str, analyst: s
         step_key=f"review:{uuid.uuid4()}",
         agents=[_person(analyst)],
     )
-    log.info("decision %s on item %s by %s (event #%s)", decision, sha[:12], analyst, event.seq)
+    log.info(
+        "decision %s on item %s by %s (event #%s)",
+        printable(decision),
+        sha[:12],
+        printable(analyst),
+        event.seq,
+    )
     return event
 
 
@@ -172,7 +179,9 @@ def record_access(ctx: Context, sha: str, analyst: str, purpose: str) -> Custody
         step_key=f"access:{uuid.uuid4()}",
         agents=[_person(analyst)],
     )
-    log.info("original of item %s released to %s (event #%s)", sha[:12], analyst, event.seq)
+    log.info(
+        "original of item %s released to %s (event #%s)", sha[:12], printable(analyst), event.seq
+    )
     return event
 
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from verification.text import printable
+
 if TYPE_CHECKING:
     from cryptography.x509 import Certificate
     from rfc3161_client import TimeStampResponse
@@ -82,7 +84,7 @@ def request_token(data: bytes, urls: Sequence[str], timeout: float = 10.0) -> Ti
             _check_reply(token, hashlib.sha256(data).digest(), request.nonce)
         except (TimestampError, OSError, ValueError) as exc:
             reason = _reason(exc)
-            log.warning("time-stamp authority %s: %s", url, reason)
+            log.warning("time-stamp authority %s: %s", url, printable(reason))
             reasons.append(f"{url}: {reason}")
             continue
         log.info("time-stamp granted by %s", url)

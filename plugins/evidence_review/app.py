@@ -358,7 +358,12 @@ def export_case(
     except KeyError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "No such case") from exc
     except ExportError as exc:
-        log.error("export of case %s as %s failed: %s", case, fmt, exc)
+        log.error(
+            "export of case %s as %s failed: %s",
+            printable(case),
+            printable(fmt),
+            printable(str(exc)),
+        )
         raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, f"Export failed: {exc}") from exc
     finally:
         shutil.rmtree(work, ignore_errors=True)

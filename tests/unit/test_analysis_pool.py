@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import photo
+from tests.helpers import MIB, photo, zero_png
 from verification.analysis import (
     AnalysisJob,
     AnalysisOptions,
@@ -175,3 +175,22 @@ def test_workers_die_with_their_parent(tmp_path: Path) -> None:
     finally:
         if owner.poll() is None:
             owner.kill()
+
+
+def test_analysis_over_the_memory_limit_fails_alone_with_the_reason(tmp_path: Path) -> None:
+    """A file that needs more address space than the worker may take comes back as FileFailed
+    naming the limit (the worker's MemoryError), and the same worker serves the next file."""
+    options = AnalysisOptions(decode_budget_bytes=4096 * MIB)  # let the decode be attempted
+    with AnalysisPool(options, 1, memory_limit=1024 * MIB) as pool:
+        before = list(iter_workers(pool))
+        huge = _job(tmp_path, "huge.png", zero_png(14_000, 14_000, colour_type=2))  # 784 MB
+        failed = pool.analyse(huge)
+        ok = pool.analyse(_job(tmp_path, "fine.jpg", photo(64)))
+        after = list(iter_workers(pool))
+    assert isinstance(failed, FileFailed)
+    assert failed.reason == (
+        "the analysis needed more than the worker's memory limit of 1024 MiB "
+        "(EVIDENCE_WORKER_MEMORY_MB)"
+    )
+    assert isinstance(ok, FileAnalysis)
+    assert after == before  # an answer, not a crash: the worker was not replaced

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from verification import resources
 from verification.claims import (
     Claims,
     InvalidClaim,
@@ -14,7 +15,8 @@ from verification.claims import (
     parse_location,
     parse_time,
 )
-from verification.config import load_settings, render_configuration_doc
+from verification.config import ConfigurationError, load_settings, render_configuration_doc
+from verification.resources import MIB
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,11 +49,61 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.tsa_urls == ["http://127.0.0.1:9/tsa"]
 
 
-def test_invalid_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A store kind that does not exist stops at load time."""
+def test_invalid_setting_is_refused_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bad setting stops at load time with one line naming the variable (what DAG tasks and the
+    CLI both show), never pydantic's multi-line report."""
     monkeypatch.setenv("EVIDENCE_STORE", "ftp")
-    with pytest.raises(ValueError, match="store"):
+    with pytest.raises(ConfigurationError) as exc:
         load_settings()
+    assert str(exc.value) == "EVIDENCE_STORE is 'ftp': input should be 'local' or 's3'"
+
+
+def test_database_password_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused database URL is described without repeating it (it may hold a password)."""
+    monkeypatch.setenv("EVIDENCE_DATABASE_URL", "mysql://ops:hunter2@db/evidence")
+    with pytest.raises(ConfigurationError) as exc:
+        load_settings()
+    assert "scheme 'mysql' is not supported" in str(exc.value)
+    assert "hunter2" not in str(exc.value)
+
+
+def test_default_workers_fit_in_available_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without EVIDENCE_WORKERS, as many workers as cores, but no more than fit in memory at
+    EVIDENCE_WORKER_MEMORY_MB each, and at least one."""
+    monkeypatch.delenv("EVIDENCE_WORKERS", raising=False)
+    monkeypatch.setattr(resources, "usable_cores", lambda: 8)
+    monkeypatch.setattr(resources, "available_memory", lambda: 5 * 1024 * MIB)
+    assert load_settings(worker_memory_mb=2048).workers == 2
+    assert load_settings(worker_memory_mb=1200).workers == 4
+    assert load_settings(worker_memory_mb=0).workers == 8  # no limit: every core
+    monkeypatch.setattr(resources, "available_memory", lambda: 100 * MIB)
+    assert load_settings().workers == 1
+
+
+def test_available_memory_respects_the_container_limit(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Inside a container, what is left under its cgroup memory limit counts, not the host's."""
+    limit, usage = tmp_path / "memory.max", tmp_path / "memory.current"
+    limit.write_text(f"{4 * 1024 * MIB}\n")
+    usage.write_text(f"{1024 * MIB}\n")
+    monkeypatch.setattr(resources, "_CGROUP_LIMITS", ((limit, usage),))
+    monkeypatch.setattr(resources, "_mem_available", lambda: 256 * 1024 * MIB)
+    assert resources.available_memory() == 3 * 1024 * MIB
+    limit.write_text("max\n")
+    assert resources.available_memory() == 256 * 1024 * MIB
+
+
+def test_worker_memory_default_follows_the_decode_budget() -> None:
+    """The default worker limit leaves the same room above a larger decode budget."""
+    assert load_settings().worker_memory_mb == 2048
+    assert load_settings(decode_budget_mb=1024).worker_memory_mb == 2560
+
+
+def test_worker_memory_too_small_for_the_decode_budget_is_refused() -> None:
+    """A worker limit that cannot hold a worker plus one decode at the budget is refused."""
+    with pytest.raises(ConfigurationError, match=r"EVIDENCE_WORKER_MEMORY_MB=900 leaves no room"):
+        load_settings(worker_memory_mb=900)
 
 
 def test_configuration_doc_is_current() -> None:
@@ -86,3 +138,24 @@ def test_half_a_location_is_refused() -> None:
     """A latitude without a longitude is an invalid claim."""
     with pytest.raises(InvalidClaim, match="both"):
         claims_from_metadata({"claimed-lat": "1"}, "c")
+
+
+def test_dag_tasks_fail_with_the_same_configuration_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A DAG task opening its context meets the CLI's one-line message, not a pydantic report."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "evidence_common_under_test", ROOT / "dags" / "evidence_common.py"
+    )
+    assert spec is not None and spec.loader is not None
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)  # no Airflow import at module level
+    monkeypatch.setenv("EVIDENCE_WORKERS", "many")
+    with pytest.raises(ConfigurationError) as exc:
+        common.open_evidence_context({})
+    assert str(exc.value) == (
+        "EVIDENCE_WORKERS is 'many': input should be a valid integer, unable to parse string "
+        "as an integer"
+    )

@@ -5,48 +5,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import struct
 import subprocess
 import sys
 import textwrap
-import zlib
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from verification.config import Settings
+from tests.helpers import zero_png
+from verification.config import AnalysisOptions, Settings
 from verification.media import analyse, budget
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = Settings()
 MIB = 1024 * 1024
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def zero_png(width: int, height: int, bit_depth: int = 8, colour_type: int = 6) -> bytes:
-    """A valid PNG of all-zero pixels, built without ever holding its pixels in memory.
-
-    Zero rows compress about 1000:1; each 1 MiB of them is compressed once (ending in a full
-    flush, so the compressed segment can be repeated) and the zlib trailer is computed directly
-    (the Adler-32 of n zero bytes is ``(n mod 65521) << 16 | 1``).
-    """
-    channels = {0: 1, 2: 3, 4: 2, 6: 4}[colour_type]
-    total = (1 + width * channels * bit_depth // 8) * height
-    block = MIB
-    head = zlib.compressobj(9, zlib.DEFLATED, -15)
-    segment = head.compress(bytes(block)) + head.flush(zlib.Z_FULL_FLUSH)
-    last = zlib.compressobj(9, zlib.DEFLATED, -15)
-    tail = last.compress(bytes(total % block)) + last.flush()
-    adler = ((total % 65521) << 16) | 1
-    idat = b"\x78\xda" + segment * (total // block) + tail + struct.pack(">I", adler)
-    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
-    )
 
 
 def _analyse_in_child(path: Path, fmt: str) -> dict[str, object]:
@@ -129,17 +102,15 @@ def test_png_under_budget_is_decoded_in_a_child_too(tmp_path: Path) -> None:
     assert isinstance(child["pdq"], str)
 
 
-def test_image_over_budget_keeps_its_metadata(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_image_over_budget_keeps_its_metadata(tmp_path: Path) -> None:
     """A refused image still gives its size and EXIF; no hashes and no thumbnail."""
     exif = Image.Exif()
     exif[0x010F] = "TestCam"
     exif[0x0110] = "Model X"
     path = tmp_path / "big.png"
     Image.new("RGB", (400, 300), "grey").save(path, "PNG", exif=exif)
-    monkeypatch.setattr(budget, "DECODE_BUDGET_BYTES", 400 * 300 * 4 - 1)
-    result = analyse(path, "png", SETTINGS)
+    options = AnalysisOptions(decode_budget_bytes=400 * 300 * 4 - 1)
+    result = analyse(path, "png", options)
     assert [f.code for f in result.findings] == ["image-too-large"]
     assert (result.metadata["make"], result.metadata["model"]) == ("TestCam", "Model X")
     assert (result.media["width"], result.media["height"]) == (400, 300)
@@ -148,62 +119,54 @@ def test_image_over_budget_keeps_its_metadata(
     assert result.derivatives == ()
 
 
-def test_sixteen_bit_greyscale_png_is_budgeted_at_two_bytes_per_pixel(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_sixteen_bit_greyscale_png_is_budgeted_at_two_bytes_per_pixel(tmp_path: Path) -> None:
     """A 16-bit grey PNG decodes to I;16: 2 bytes a pixel, so it is refused where 8-bit is not."""
     deep, shallow = tmp_path / "deep.png", tmp_path / "shallow.png"
     deep.write_bytes(zero_png(1000, 1000, bit_depth=16, colour_type=0))
     shallow.write_bytes(zero_png(1000, 1000, bit_depth=8, colour_type=0))
-    monkeypatch.setattr(budget, "DECODE_BUDGET_BYTES", 1_500_000)
-    refused = analyse(deep, "png", SETTINGS).findings
+    options = AnalysisOptions(decode_budget_bytes=1_500_000)
+    refused = analyse(deep, "png", options).findings
     assert [f.code for f in refused] == ["image-too-large"]
     evidence = refused[0].evidence
     assert (evidence["mode"], evidence["bytes_per_pixel"]) == ("I;16", 2)
     assert evidence["estimated_bytes"] == 2_000_000
-    assert analyse(shallow, "png", SETTINGS).findings == ()
+    assert analyse(shallow, "png", options).findings == ()
 
 
-def test_cmyk_tiff_is_budgeted_at_four_bytes_per_pixel(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_cmyk_tiff_is_budgeted_at_four_bytes_per_pixel(tmp_path: Path) -> None:
     """CMYK takes four bytes a pixel; the same size in L takes one and is decoded."""
     cmyk, grey = tmp_path / "cmyk.tif", tmp_path / "grey.tif"
     Image.new("CMYK", (1000, 1000)).save(cmyk, "TIFF", compression="tiff_deflate")
     Image.new("L", (1000, 1000)).save(grey, "TIFF", compression="tiff_deflate")
-    monkeypatch.setattr(budget, "DECODE_BUDGET_BYTES", 3_000_000)
-    refused = analyse(cmyk, "tiff", SETTINGS).findings
+    options = AnalysisOptions(decode_budget_bytes=3_000_000)
+    refused = analyse(cmyk, "tiff", options).findings
     assert [f.code for f in refused] == ["image-too-large"]
     assert refused[0].evidence["estimated_bytes"] == 4_000_000
-    assert analyse(grey, "tiff", SETTINGS).findings == ()
+    assert analyse(grey, "tiff", options).findings == ()
 
 
-def test_jpeg_is_budgeted_at_its_dct_scaled_size(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_jpeg_is_budgeted_at_its_dct_scaled_size(tmp_path: Path) -> None:
     """A JPEG decodes at 1/8 scale, so a budget below its full size still lets it through."""
     path = tmp_path / "big.jpg"
     Image.new("RGB", (4000, 3000), "grey").save(path, "JPEG")
-    monkeypatch.setattr(budget, "DECODE_BUDGET_BYTES", 4000 * 3000)  # a quarter of full size
-    result = analyse(path, "jpeg", SETTINGS)
+    options = AnalysisOptions(decode_budget_bytes=4000 * 3000)  # a quarter of full size
+    result = analyse(path, "jpeg", options)
     assert result.findings == ()
     assert result.perceptual["pdq"] is not None
 
 
-def test_progressive_jpeg_is_budgeted_with_its_coefficients(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_progressive_jpeg_is_budgeted_with_its_coefficients(tmp_path: Path) -> None:
     """libjpeg keeps a progressive file's coefficients at full size, however small the output."""
     image = Image.effect_noise((1000, 1000), 64).convert("RGB")
     progressive, baseline = tmp_path / "p.jpg", tmp_path / "b.jpg"
     image.save(progressive, "JPEG", progressive=True, subsampling=0)
     image.save(baseline, "JPEG", subsampling=0)
-    monkeypatch.setattr(budget, "DECODE_BUDGET_BYTES", 3_000_000)
-    refused = analyse(progressive, "jpeg", SETTINGS).findings
+    options = AnalysisOptions(decode_budget_bytes=3_000_000)
+    refused = analyse(progressive, "jpeg", options).findings
     assert [f.code for f in refused] == ["image-too-large"]
     coefficients = 125 * 125 * 3 * 64 * 2  # 8x8 blocks x 3 components x 64 x 2 bytes
     assert refused[0].evidence["estimated_bytes"] == coefficients + 500 * 500 * 4
-    assert analyse(baseline, "jpeg", SETTINGS).findings == ()
+    assert analyse(baseline, "jpeg", options).findings == ()
 
 
 def test_jpeg_coefficients_follow_chroma_subsampling() -> None:
@@ -222,10 +185,10 @@ def test_webp_is_refused_from_its_header_before_pillow_opens_it(
     path = tmp_path / "w.webp"
     Image.new("RGB", (800, 600), "grey").save(path, "WEBP")
     assert budget.webp_canvas(path.read_bytes()[:30]) == (800, 600)
-    monkeypatch.setattr(budget, "DECODE_BUDGET_BYTES", 800 * 600 * 4)
+    options = AnalysisOptions(decode_budget_bytes=800 * 600 * 4)
     opened: list[object] = []
     monkeypatch.setattr(Image, "open", lambda *a, **k: opened.append(a) or pytest.fail("opened"))
-    findings = analyse(path, "webp", SETTINGS).findings
+    findings = analyse(path, "webp", options).findings
     assert [f.code for f in findings] == ["image-too-large"]
     # four canvases and a half of pixels, plus the file, which libwebp is handed whole
     assert findings[0].evidence["estimated_bytes"] == 800 * 600 * 4 * 4.5 + path.stat().st_size

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tests.helpers import init_context, make_settings, photo
+from tests.helpers import MIB, init_context, make_settings, photo, zero_png
 from verification import pipeline
 from verification.claims import Claims
 from verification.db import DuplicateLink, Event, Item, Record, Submission
@@ -299,3 +299,112 @@ def test_retried_batch_returns_recorded_outcomes(ctx: Context, tmp_path: Path) -
     assert again == first
     assert [o.key for o in again] == keys
     assert counts(ctx) == before
+
+
+# --- memory bounds (issue 12 item 1) --------------------------------------------------------
+
+
+def test_workers_run_under_the_configured_memory_limit(tmp_path: Path) -> None:
+    """EVIDENCE_WORKER_MEMORY_MB becomes each analysis worker's hard address-space limit."""
+    from verification.analysis.pool import iter_workers
+    from verification.pipeline.batch import analysis_pool
+
+    settings = make_settings(tmp_path / "home", worker_memory_mb=1500)
+    with analysis_pool(settings, 1) as pool:
+        (pid,) = iter_workers(pool)
+        limits = Path(f"/proc/{pid}/limits").read_text().splitlines()
+    (line,) = [x for x in limits if x.startswith("Max address space")]
+    assert line.split()[3:5] == [str(1500 * MIB), str(1500 * MIB)]
+
+
+def test_decode_budget_setting_reaches_the_media_code(tmp_path: Path) -> None:
+    """EVIDENCE_DECODE_BUDGET_MB is the budget the workers judge images by."""
+    ctx = init_context(make_settings(tmp_path / "home", decode_budget_mb=1))
+    key = submit(ctx, tmp_path, "a.png", zero_png(640, 480, colour_type=2))  # 1.2 MB decoded
+    outcome = pipeline.process_submission(ctx, key)
+    assert "image-too-large" in outcome.findings
+    with Session(ctx.engine) as session:
+        record = session.scalar(select(Record).where(Record.item_sha256 == outcome.item))
+        assert record is not None
+        (finding,) = [f for f in record.data["findings"] if f["code"] == "image-too-large"]
+    assert finding["evidence"]["budget_bytes"] == MIB
+
+
+def test_file_over_the_worker_memory_limit_is_quarantined_with_the_reason(tmp_path: Path) -> None:
+    """A decode that needs more than the worker may take fails that file alone: quarantined, the
+    reason names the limit, the original is kept, the next file is verified."""
+    # The settings refuse a budget the limit cannot hold; build that combination on purpose.
+    settings = make_settings(tmp_path / "home", decode_budget_mb=4096, worker_memory_mb=0)
+    settings = settings.model_copy(update={"worker_memory_mb": 1024})
+    ctx = init_context(settings)
+    huge = zero_png(14_000, 14_000, colour_type=2)  # under 1 MB, 784 MB of pixels
+    submit(ctx, tmp_path, "huge.png", huge)
+    submit(ctx, tmp_path, "fine.jpg", photo(70, taken="2024:03:14 11:20:05"))
+    outcomes = {o.key.rsplit("/", 1)[-1]: o for o in pipeline.ingest(ctx)}
+    assert outcomes["huge.png"].status == "unreadable"
+    assert outcomes["fine.jpg"].status not in {"unreadable", "failed"}
+    sha = hashlib.sha256(huge).hexdigest()
+    (quarantine,) = [e for e in ctx.ledger.events(sha) if e.type == "quarantine"]
+    assert quarantine.detail["reason"] == (
+        "the analysis needed more than the worker's memory limit of 1024 MiB "
+        "(EVIDENCE_WORKER_MEMORY_MB)"
+    )
+    with ctx.store.open(vault_key(sha)) as handle:
+        assert hashlib.sha256(handle.read()).hexdigest() == sha
+    assert ctx.ledger.verify().ok
+
+
+# --- rejected keys (issue 12 item 7) --------------------------------------------------------
+
+
+def _drop_hostile(ctx: Context, name: str, data: bytes) -> str:
+    """Place a file under incoming/ the way a hostile S3 client could: past key validation."""
+    assert isinstance(ctx.store, LocalStore)
+    directory = ctx.store.root / "objects" / "incoming" / "case-1"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / name).write_bytes(data)
+    return f"incoming/case-1/{name}"
+
+
+def test_refused_key_is_rejected_once_and_never_listed_again(ctx: Context, tmp_path: Path) -> None:
+    """An object whose key the store refuses is recorded as rejected with the reason, reported
+    once, left untouched, and not listed by later runs."""
+    data = photo(71)
+    key = _drop_hostile(ctx, "\x1b[2J.jpg", data)
+    good = submit(ctx, tmp_path, "good.jpg", photo(72, taken="2024:03:14 11:20:05"))
+    outcomes = {o.key: o for o in pipeline.ingest(ctx)}
+    assert outcomes[key].status == "rejected"
+    assert outcomes[key].error == "object key contains a control character"
+    assert outcomes[good].status not in {"failed", "rejected"}
+    assert pipeline.list_new(ctx) == []
+    assert pipeline.ingest(ctx) == []
+    with Session(ctx.engine) as session:
+        (row,) = session.scalars(select(Submission).where(Submission.store_key == key))
+        assert (row.state, row.error, row.item_sha256) == ("rejected", outcomes[key].error, None)
+    assert (ctx.store.root / "objects" / key).read_bytes() == data  # nothing deleted or moved
+    assert pipeline.recorded_outcomes(ctx, [key])[0].status == "rejected"
+
+
+def test_new_etag_under_a_rejected_key_is_rejected_again(ctx: Context) -> None:
+    """Other bytes arriving under a refused key are a new submission: listed and rejected once."""
+    key = _drop_hostile(ctx, "line\nbreak.jpg", photo(73))
+    assert [o.status for o in pipeline.ingest(ctx)] == ["rejected"]
+    _drop_hostile(ctx, "line\nbreak.jpg", photo(74) + b"more")
+    again = pipeline.ingest(ctx)
+    assert [(o.key, o.status) for o in again] == [(key, "rejected")]
+    assert pipeline.list_new(ctx) == []
+    with Session(ctx.engine) as session:
+        states = list(session.scalars(select(Submission.state).where(Submission.store_key == key)))
+    assert states == ["rejected", "rejected"]
+
+
+def test_rejected_keys_are_summarised_apart_and_do_not_fail_the_run() -> None:
+    """summarise() lists rejected keys with their reason; check_complete() does not count them."""
+    outcomes = [
+        pipeline.Outcome("incoming/c/a.jpg", "ab" * 32, "consistent"),
+        pipeline.Outcome("incoming/c/\x1b.jpg", None, "rejected", error="object key contains x"),
+    ]
+    report = pipeline.summarise(outcomes)
+    assert report["rejected"] == [{"key": "incoming/c/\x1b.jpg", "reason": "object key contains x"}]
+    assert (report["failed"], report["pending"]) == ([], [])
+    pipeline.check_complete(report)  # does not raise

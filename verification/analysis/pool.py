@@ -337,6 +337,10 @@ def worker_environment(scratch: Path) -> dict[str, str]:
         "OPENBLAS_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
         "OPENCV_FOR_THREADS_NUM": "1",
+        # glibc reserves 64 MiB of address space per malloc arena, up to eight per core, as
+        # decoder threads appear (libheif, libavif, FFmpeg in the video child); under the
+        # worker's address-space limit (RLIMIT_AS) that reservation alone could exhaust it.
+        "MALLOC_ARENA_MAX": "2",
     }
 
 

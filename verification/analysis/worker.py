@@ -48,15 +48,16 @@ def main() -> int:
     _limit_memory(config.get("memory_limit"))
     options = config["options"]
     fault = str(config.get("fault") or "")
-    problem = _self_test(options, fault)
+    out_of_memory = _out_of_memory_reason(config.get("memory_limit"))
+    problem = _self_test(options, fault, out_of_memory)
     if problem:
         wire.send(replies, ("broken", problem))
         return 3
     wire.send(replies, ("ready", {"pid": os.getpid()}))
-    return _serve(replies, options, fault)
+    return _serve(replies, options, fault, out_of_memory)
 
 
-def _serve(replies: int, options: Any, fault: str) -> int:
+def _serve(replies: int, options: Any, fault: str, out_of_memory: str) -> int:
     from verification.analysis.core import analyse_file
 
     while True:
@@ -70,13 +71,25 @@ def _serve(replies: int, options: Any, fault: str) -> int:
         _injected_fault(fault, job.key)
         try:
             reply: tuple[Any, ...] = ("result", seq, analyse_file(job, options))
+        except MemoryError:  # the file needs more than this worker may take: its reason
+            reply = ("error", seq, out_of_memory)
         except Exception as exc:  # a bug met on one file: report it, serve the next
             log.error("analysis raised on one file:\n%s", traceback.format_exc(limit=8))
             reply = ("error", seq, f"internal error: {type(exc).__name__}")
         wire.send(replies, reply)
 
 
-def _self_test(options: Any, fault: str) -> str | None:
+def _out_of_memory_reason(limit: int | None) -> str:
+    """What a file whose analysis ran out of memory is quarantined with."""
+    if not limit:
+        return "the analysis ran out of memory"
+    return (
+        f"the analysis needed more than the worker's memory limit of {int(limit) // 2**20} MiB "
+        "(EVIDENCE_WORKER_MEMORY_MB)"
+    )
+
+
+def _self_test(options: Any, fault: str, out_of_memory: str) -> str | None:
     """Analyse a small built-in photo; a worker that cannot is broken, whatever the files are."""
     from verification.analysis.core import AnalysisJob, analyse_file
     from verification.claims import Claims
@@ -95,6 +108,8 @@ def _self_test(options: Any, fault: str) -> str | None:
                 AnalysisJob(str(path), CANARY_KEY, claims, datetime(2024, 3, 15, tzinfo=UTC)),
                 options,
             )
+    except MemoryError:
+        return f"self-test failed: {out_of_memory}"
     except Exception as exc:
         return f"self-test raised {type(exc).__name__}: {exc}"
     unreadable = [f.message for f in result.item_findings if f.code == "unreadable"]

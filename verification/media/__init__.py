@@ -66,6 +66,8 @@ def _analyse(path: Path, fmt: str, settings: Settings) -> MediaAnalysis:
             from verification.media.video import analyse_video
 
             return analyse_video(path, fmt, settings)
+    except MemoryError:
+        raise  # the worker's limit, not the file's fault: verification.analysis.worker says so
     except Exception as error:  # the pipeline must go on with a finding
         logger.warning("media analysis failed unexpectedly: %s", type(error).__name__)
         kind = "image" if fmt in IMAGE_FORMATS else "video"

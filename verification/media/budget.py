@@ -5,8 +5,9 @@ A pixel limit alone does not bound memory: a 744 KB PNG of 14000x14000 RGBA is u
 buffers. :func:`check` estimates the peak in bytes from the mode Pillow will decode to, the size
 after any reduced decoding (JPEG DCT scaling), the decoder's own buffers (a progressive JPEG's
 coefficients, a file read whole) and the conversion the analysis needs, and refuses the decode
-when that exceeds :data:`DECODE_BUDGET_BYTES`. A refusal is an ``image-too-large`` finding; the
-metadata is still read.
+when that exceeds the budget: ``AnalysisOptions.decode_budget_bytes`` (``EVIDENCE_DECODE_BUDGET_MB``),
+by default :data:`DECODE_BUDGET_BYTES`. A refusal is an ``image-too-large`` finding; the metadata
+is still read.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from dataclasses import dataclass
 from verification.findings import Finding
 
 DECODE_BUDGET_BYTES = 512 * 1024 * 1024
-"""Peak bytes of pixel memory one image may take to decode and scale; larger ones are refused."""
+"""Default peak bytes of pixel memory one image may take to decode and scale; larger ones are
+refused. The pipeline passes ``EVIDENCE_DECODE_BUDGET_MB`` instead (same default)."""
 
 # Full-size copies a decoder holds besides Pillow's own image, measured with
 # `python -m bench memory` (peak RSS over Pillow's pixel storage: WebP 4.0x, HEIF 2.0x,

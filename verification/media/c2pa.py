@@ -106,6 +106,8 @@ def read_c2pa(path: Path, mime: str) -> dict[str, Any] | None:
             too_large = f"the file is over {MAX_BYTES} bytes, the limit for validation"
             return unread_summary(embedding, "FileTooLarge", too_large)
         store = _read_store(c2pa, path, mime)
+    except MemoryError:
+        raise  # the worker's memory limit: reported by the worker, not as a C2PA problem
     except Exception as error:  # hostile input of any shape ends as an error summary
         name = error_name(error)
         logger.info(

@@ -210,18 +210,25 @@ def _exifread(fh: BinaryIO) -> tuple[dict[str, Any], str | None]:
         # details=False skips MakerNote decoding: a crafted MakerNote makes details=True
         # allocate without bound (exif-py issue #182), and we do not use maker notes.
         tags = exifread.process_file(fh, details=False, extract_thumbnail=True)
+    except MemoryError:
+        raise
     except Exception as error:  # any parser failure on hostile input is a finding
         logger.info("exifread failed: %s", type(error).__name__)
         return {}, type(error).__name__
     return dict(tags), None
 
 
-def decode(fh: BinaryIO, fmt: str, max_pixels: int) -> _Decoded:
-    """Open, judge the memory cost from the header, then decode once and scale for hashing."""
+def decode(
+    fh: BinaryIO, fmt: str, max_pixels: int, budget_bytes: int = budget.DECODE_BUDGET_BYTES
+) -> _Decoded:
+    """Open, judge the memory cost from the header, then decode once and scale for hashing.
+
+    ``budget_bytes`` is the decode budget (``AnalysisOptions.decode_budget_bytes``).
+    """
     result = _Decoded()
     stage = "open"
     try:
-        early = _webp_refusal(fh, max_pixels) if fmt == "webp" else None
+        early = _webp_refusal(fh, max_pixels, budget_bytes) if fmt == "webp" else None
         if early is not None:
             result.findings.append(early)
             return result
@@ -229,7 +236,9 @@ def decode(fh: BinaryIO, fmt: str, max_pixels: int) -> _Decoded:
         buffers = _decoder_buffers(fh, fmt, image)
         stored = (image.width, image.height)
         decoded = _request_reduced_decode(image)
-        refusal = budget.check(fmt, image.mode, stored, decoded, max_pixels, buffers)
+        refusal = budget.check(
+            fmt, image.mode, stored, decoded, max_pixels, buffers, budget=budget_bytes
+        )
         if refusal is not None:
             result.findings.append(refusal)
             return result
@@ -237,6 +246,8 @@ def decode(fh: BinaryIO, fmt: str, max_pixels: int) -> _Decoded:
         with bomb_guard(max_pixels):
             image.load()
             result.scaled = scale_for_hashing(image)
+    except MemoryError:
+        raise  # says nothing about the file: the worker reports it (verification.analysis)
     except Exception as error:  # hostile input of any shape ends as a finding
         logger.info("image %s failed: %s", stage, type(error).__name__)
         result.findings.append(_unreadable(fh, fmt, stage, error))
@@ -280,13 +291,14 @@ def _request_reduced_decode(image: Image.Image) -> tuple[int, int]:
     return image.size
 
 
-def _webp_refusal(fh: BinaryIO, max_pixels: int) -> Finding | None:
+def _webp_refusal(fh: BinaryIO, max_pixels: int, budget_bytes: int) -> Finding | None:
     """The budget judged from a WebP's header, before Pillow opens it and allocates canvases."""
     fh.seek(0)
     canvas = budget.webp_canvas(fh.read(30))
     if canvas is None:
         return None
-    return budget.check("webp", "RGB", canvas, canvas, max_pixels, _file_size(fh))
+    size = _file_size(fh)
+    return budget.check("webp", "RGB", canvas, canvas, max_pixels, size, budget=budget_bytes)
 
 
 def scale_for_hashing(image: Image.Image) -> Image.Image:
@@ -390,6 +402,8 @@ def embedded_thumbnail_pdq(data: bytes | None) -> tuple[str | None, list[Finding
         with Image.open(io.BytesIO(data), formats=("JPEG",)) as thumb:
             thumb.load()
             pdq, _quality = hashes.pdq(thumb.convert("RGB"))
+    except MemoryError:
+        raise
     except Exception as error:  # a broken thumbnail is a signal, not a crash
         evidence = {"stage": "embedded_thumbnail", "error": type(error).__name__}
         return None, [
@@ -459,7 +473,7 @@ def analyse_image(path: Path, fmt: str, settings: Settings) -> MediaAnalysis:
     _init_pillow()
     findings: list[Finding] = []
     with path.open("rb") as fh:
-        decoded = decode(fh, fmt, settings.max_image_pixels)
+        decoded = decode(fh, fmt, settings.max_image_pixels, settings.decode_budget_bytes)
         tags, exif_findings = read_exif(fh, fmt, decoded.exif)
         packet = _xmp_packet(fh, decoded)
         stored_size = heif_stored_size(fh) if fmt in {"heif", "avif"} else None

@@ -34,7 +34,7 @@ from verification.pipeline.layout import (
     pipeline_version,
     vault_key,
 )
-from verification.pipeline.model import EVIDENCE_STATUSES, FAILED, Analysis, Outcome
+from verification.pipeline.model import EVIDENCE_STATUSES, FAILED, REJECTED, Analysis, Outcome
 from verification.pipeline.preserve import PreservationError, preserve, read_claims
 from verification.pipeline.record import recorded_outcomes
 from verification.pipeline.reprocess import reprocess_item, reprocess_items, stale_items
@@ -45,6 +45,7 @@ __all__ = [
     "FAILED",
     "FAULT_ENV",
     "INCOMING",
+    "REJECTED",
     "SIDECAR_SUFFIX",
     "Analysis",
     "Context",

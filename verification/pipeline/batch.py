@@ -5,9 +5,10 @@ submission) in a few threads, analysis in worker processes (:mod:`verification.a
 recording in the calling thread, one submission at a time, in order of completion.
 
 What a batch reports never hides a failure: a submission is either recorded with an evidence
-status (``unreadable`` included: quarantined with its reason) or ``failed`` (the store, the
-database or the workers let it down; nothing was decided and the next run tries it again).
-When the analysis workers cannot run at all, :class:`WorkersUnavailable` is raised.
+status (``unreadable`` included: quarantined with its reason), ``rejected`` (its key is refused:
+recorded once with the reason, never retried) or ``failed`` (the store, the database or the
+workers let it down; nothing was decided and the next run tries it again). When the analysis
+workers cannot run at all, :class:`WorkersUnavailable` is raised.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from verification.analysis import (
@@ -36,16 +38,27 @@ from verification.config import Settings
 from verification.db import Submission
 from verification.pipeline.context import Context
 from verification.pipeline.layout import INCOMING, SIDECAR_SUFFIX
-from verification.pipeline.model import FAILED, Analysis, Outcome, reason, with_analysis
+from verification.pipeline.model import (
+    FAILED,
+    REJECTED,
+    Analysis,
+    Outcome,
+    reason,
+    with_analysis,
+)
 from verification.pipeline.preserve import fetch_and_preserve, store_derivatives
 from verification.pipeline.record import (
     current,
     is_processed,
     processed_outcome,
     record_analysis,
+    record_failure,
+    record_rejection,
     recorded_outcomes,
+    rejected_outcome,
+    stored_key,
 )
-from verification.storage import ObjectInfo, StoreError
+from verification.storage import ObjectInfo, StoreError, key_problem
 from verification.text import printable
 
 log = logging.getLogger(__name__)
@@ -65,29 +78,50 @@ def _injected_fault(keys: Sequence[str]) -> str | None:
 
 
 def list_new(ctx: Context, case: str | None = None) -> list[ObjectInfo]:
-    """Objects under ``incoming/`` not yet processed (by key + ETag); failed ones come back."""
+    """Objects under ``incoming/`` not yet processed or rejected (by key + ETag); failed ones
+    come back.
+
+    An object whose key the store refuses (control characters, ``..``, a backslash: possible on
+    S3) is recorded as ``rejected`` here, with the reason, because the listing is the only
+    place its ETag is known; it is returned this once, so the batch reports it, and never
+    again unless a new ETag appears under the key. Its bytes are not touched.
+    """
     prefix = f"{INCOMING}{case}/" if case else INCOMING
     with Session(ctx.engine) as session:
         rows = session.execute(
-            select(Submission.store_key, Submission.etag).where(Submission.state == "processed")
+            select(Submission.store_key, Submission.etag).where(
+                Submission.state.in_(("processed", REJECTED))
+            )
         )
         done = {(key, etag) for key, etag in rows}
-    return [
-        info
-        for info in ctx.store.list(prefix)
-        if not info.key.endswith(SIDECAR_SUFFIX) and (info.key, info.etag) not in done
-    ]
+    new = []
+    for info in ctx.store.list(prefix):
+        if info.key.endswith(SIDECAR_SUFFIX) or (stored_key(info.key), info.etag) in done:
+            continue
+        problem = _key_problem(info.key)
+        if problem is not None and not record_rejection(ctx, info, problem):
+            continue  # another run rejected it at the same moment and reports it
+        new.append(info)
+    return new
+
+
+def _key_problem(key: str) -> str | None:
+    """Why the store refuses ``key`` (without repeating the key), or None when it is valid."""
+    problem = key_problem(key)
+    return None if problem is None else f"object key {problem}"
 
 
 @contextmanager
 def analysis_pool(
     settings: Settings, workers: int, keys: Sequence[str] = ()
 ) -> Iterator[AnalysisPool]:
-    """The analysis workers for a batch of ``keys``, configured from ``settings``."""
+    """The analysis workers for a batch of ``keys``, configured from ``settings``: each bounded
+    in time (``analysis_timeout`` per file) and address space (``worker_memory_mb``)."""
     with warm_pool(
         AnalysisOptions.from_settings(settings),
         workers,
         timeout=settings.analysis_timeout,
+        memory_limit=settings.worker_memory_limit,
         fault=_injected_fault(keys),
     ) as pool:
         yield pool
@@ -131,7 +165,7 @@ def process_batch(
         done = {o.key for o in outcomes}
         _record_unanalysed(ctx, [k for k in keys if k not in done], exc)
         raise
-    final = [current(ctx, outcome) for outcome in outcomes]
+    final = [_as_recorded_now(ctx, outcome) for outcome in outcomes]
     return sorted(final, key=lambda o: order.get(o.key, len(order)))
 
 
@@ -143,7 +177,7 @@ def _record_unanalysed(ctx: Context, keys: Sequence[str], exc: WorkersUnavailabl
         if outcome.item is not None:
             continue
         try:
-            record_analysis(ctx, Analysis(outcome.key, None, error=why, error_stage="analyse"))
+            record_failure(ctx, outcome.key, None, why)
         except Exception as error:  # the database may be what is down; the raise says enough
             log.error("could not record %s as failed: %s", printable(outcome.key), reason(error))
 
@@ -165,6 +199,14 @@ def ingest(
     return process_batch(ctx, keys, workers=workers, progress=progress)
 
 
+def _as_recorded_now(ctx: Context, outcome: Outcome) -> Outcome:
+    """:func:`current`, or ``outcome`` as it was when the database cannot say (it went away)."""
+    try:
+        return current(ctx, outcome)
+    except SQLAlchemyError:
+        return outcome
+
+
 class _Done:
     """A submission (key + ETag) that was already processed."""
 
@@ -172,8 +214,19 @@ class _Done:
         self.info = info
 
 
-def _prepare(ctx: Context, pool: AnalysisPool, key: str) -> Analysis | _Done:
+class _Refused:
+    """A key the store refuses: never read, reported as ``rejected`` with why."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+
+
+def _prepare(ctx: Context, pool: AnalysisPool, key: str) -> Analysis | _Done | _Refused:
     """Store side and analysis of one submission (runs in an I/O thread)."""
+    problem = _key_problem(key)
+    if problem is not None:
+        return _Refused(key, problem)
     info: ObjectInfo | None = None
     try:
         info = ctx.store.head(key)
@@ -182,7 +235,7 @@ def _prepare(ctx: Context, pool: AnalysisPool, key: str) -> Analysis | _Done:
         return _preserve_and_analyse(ctx, pool, info)
     except WorkersUnavailable:
         raise
-    except (StoreError, OSError) as exc:
+    except (StoreError, OSError, SQLAlchemyError) as exc:
         return Analysis(key, info, error=reason(exc), error_stage="read")
     except Exception as exc:  # our bug, met on this submission: it fails, the batch goes on
         log.exception("preparing %s failed", printable(key))
@@ -204,17 +257,24 @@ def _preserve_and_analyse(ctx: Context, pool: AnalysisPool, info: ObjectInfo) ->
     return with_analysis(base, result, derivatives, kept.claim_problem)
 
 
-def _record(ctx: Context, future: Future[Analysis | _Done]) -> Outcome:
-    """Record one prepared submission; a database failure is that submission's ``failed``."""
+def _record(ctx: Context, future: Future[Analysis | _Done | _Refused]) -> Outcome:
+    """Record one prepared submission; a database failure is that submission's ``failed``,
+    reported in one line (the next run retries it)."""
     prepared = future.result()  # WorkersUnavailable propagates: the batch cannot go on
-    if isinstance(prepared, _Done):
-        done = processed_outcome(ctx, prepared.info)
-        if done is not None:
-            return done
-        prepared = Analysis(prepared.info.key, prepared.info, error="processed record vanished")
+    key = prepared.key if isinstance(prepared, Analysis | _Refused) else prepared.info.key
     try:
+        if isinstance(prepared, _Refused):
+            return rejected_outcome(ctx, prepared.key, prepared.problem)
+        if isinstance(prepared, _Done):
+            done = processed_outcome(ctx, prepared.info)
+            if done is not None:
+                return done
+            prepared = Analysis(key, prepared.info, error="processed record vanished")
         return record_analysis(ctx, prepared)
-    except Exception as exc:
-        log.error("recording %s failed: %s", printable(prepared.key), reason(exc))
-        log.debug("recording %s failed", printable(prepared.key), exc_info=True)
-        return Outcome(prepared.key, None, FAILED, error=reason(exc))
+    except SQLAlchemyError as exc:
+        log.error("could not record %s: %s", printable(key), printable(reason(exc)))
+        log.debug("recording %s failed", printable(key), exc_info=True)
+        return Outcome(key, None, FAILED, error=reason(exc))
+    except Exception as exc:  # our bug: the traceback is worth having
+        log.exception("recording %s failed", printable(key))
+        return Outcome(key, None, FAILED, error=f"internal error: {reason(exc)}")

@@ -17,6 +17,9 @@ EVIDENCE_STATUSES = ("consistent", "needs-review", "inconsistent", "unreadable")
 # The pipeline could not do its work (store, database or workers): nothing was decided about
 # the file, the submission stays unprocessed and the next run tries again.
 FAILED = "failed"
+# The object's key is refused (control characters, "..", ...): the submission is recorded once
+# with the reason, its bytes stay untouched under incoming/, and it is not tried again.
+REJECTED = "rejected"
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,9 @@ class Analysis:
 class Outcome:
     """The result of one submission, as printed by the CLI and returned by DAG tasks.
 
-    ``status`` is an evidence status (:data:`EVIDENCE_STATUSES`) or ``failed`` when the pipeline
-    could not do its work. It carries no coordinates: it travels through logs and XComs.
+    ``status`` is an evidence status (:data:`EVIDENCE_STATUSES`), ``rejected`` when the object's
+    key is refused (a recorded result, with the reason in ``error``) or ``failed`` when the
+    pipeline could not do its work. It carries no coordinates: it travels through logs and XComs.
     """
 
     key: str
@@ -67,6 +71,11 @@ class Outcome:
     def failed(self) -> bool:
         """True when nothing was decided about the file (infrastructure failure; retried)."""
         return self.status == FAILED
+
+    @property
+    def rejected(self) -> bool:
+        """True when the object's key was refused; recorded once, never retried."""
+        return self.status == REJECTED
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -95,9 +104,22 @@ class Outcome:
 
 
 def reason(exc: BaseException) -> str:
-    """``Type: message`` of an exception, bounded, for records and logs."""
+    """``Type: message`` of an exception on one line, bounded, for records and logs.
+
+    A database error gives only the driver's first line: SQLAlchemy's own message goes on with
+    the statement and its parameters, which hold claims (coordinates) and keys.
+    """
+    from sqlalchemy.exc import SQLAlchemyError, StatementError
+
+    if isinstance(exc, StatementError) and exc.orig is not None:
+        inner = exc.orig
+        lines = str(inner).strip().splitlines()
+        return f"database error: {type(inner).__name__}: {lines[0] if lines else ''}"[:500]
     text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:500]
+    if isinstance(exc, SQLAlchemyError):
+        text = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        return f"database error: {type(exc).__name__}: {text}"[:500]
+    return f"{type(exc).__name__}: {' '.join(text.split())}"[:500]
 
 
 def with_analysis(

@@ -1,57 +1,133 @@
 """The recording side: items, submissions, records and custody events in the ledger database.
 
 Runs in the process that owns the batch, one submission at a time, after the store side
-(:mod:`verification.pipeline.preserve`) and the analysis (:mod:`verification.analysis`). Every
-write is idempotent: a step that already left its custody event is not repeated, a submission
-(key + ETag) already processed is returned as it was.
+(:mod:`verification.pipeline.preserve`) and the analysis (:mod:`verification.analysis`).
+
+Recording one submission is one database transaction: its item, its submission row, every
+custody event, the duplicate links and the record commit together or not at all, so a database
+that goes away mid-run leaves nothing half-recorded. The transaction starts by locking the
+item's row, so two runs recording the same file serialise; the one that comes second finds the
+submission processed and returns what was recorded ("someone else recorded it"), which is not a
+failure. Every write is idempotent: a step that already left its custody event is not repeated.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from verification.claims import Claims
-from verification.db import DuplicateLink, Item, ItemFinding, Record, Submission, utcnow
+from verification.db import (
+    DuplicateLink,
+    Item,
+    ItemFinding,
+    Record,
+    Submission,
+    insert_if_absent,
+    utcnow,
+)
 from verification.findings import Finding, derive_status
 from verification.pipeline.context import Context
-from verification.pipeline.dedupe import dedupe
+from verification.pipeline.dedupe import find_matches, link_duplicates
 from verification.pipeline.layout import case_of, pipeline_version, vault_key
-from verification.pipeline.model import FAILED, Analysis, Outcome
+from verification.pipeline.model import FAILED, REJECTED, Analysis, Outcome
 from verification.storage import ObjectInfo
 from verification.text import printable
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+# A transaction that loses a race (a deadlock PostgreSQL broke, a unique key another run took
+# first) or meets a dropped connection is run again from the start: it is one transaction and
+# idempotent, so a retry either completes it or finds it done. Past the last attempt the
+# submission is reported failed and the next run retries it.
+ATTEMPTS = 3
+RETRY_DELAY = 0.2
+# Placeholder ETag of a submission recorded without one (its HEAD failed, or a rejected key
+# that was never listed).
+NO_ETAG = "unreadable"
+UNLISTED = "unlisted"
+
 
 def record_analysis(ctx: Context, analysis: Analysis) -> Outcome:
-    """Write what a worker found into the ledger and the database; idempotent."""
-    if analysis.info is not None:
-        existing = processed_outcome(ctx, analysis.info)
-        if existing is not None:
-            return existing
+    """Record what preservation and analysis learned about one submission, in one transaction.
+
+    A file that defeats the analysis (``analysis.error`` with digests) is quarantined; one that
+    could not be read at all is recorded as ``failed``, to be retried. Idempotent.
+    """
     if analysis.info is None or analysis.digests is None:
-        return _record_failed_read(ctx, analysis)
+        return record_failure(ctx, analysis.key, analysis.info, analysis.error or "not read")
+    existing = processed_outcome(ctx, analysis.info)
+    if existing is not None:
+        return existing
+    matches = [] if analysis.error else find_matches(ctx, analysis)
+    return in_transaction(ctx, lambda session: _record(ctx, session, analysis, matches))
+
+
+def record_reanalysis(ctx: Context, analysis: Analysis, submission_id: int) -> Outcome:
+    """Record a new analysis of an item's preserved original (reprocessing), in one transaction."""
+    assert analysis.digests is not None
     sha = analysis.digests.sha256
-    submission_id = _upsert_item_and_submission(ctx, analysis)
-    _record_preservation(ctx, analysis, submission_id)
+    matches = find_matches(ctx, analysis)
+
+    def work(session: Session) -> Outcome:
+        _lock_item(session, sha)
+        record_analysis_events(ctx, session, analysis)
+        link_duplicates(session, sha, analysis.perceptual, matches)
+        write_record(ctx, session, analysis, submission_id)
+        return _outcome(session, analysis.key, sha)
+
+    return in_transaction(ctx, work)
+
+
+def in_transaction(ctx: Context, work: Callable[[Session], T]) -> T:
+    """``work`` in one transaction, run again (up to :data:`ATTEMPTS`) after a lost race or a
+    dropped connection; the last error propagates."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            with Session(ctx.engine, expire_on_commit=False) as session, session.begin():
+                return work(session)
+        except (IntegrityError, OperationalError) as exc:
+            if attempt == ATTEMPTS:
+                raise
+            log.debug("recording transaction retried (%s): %s", attempt, type(exc).__name__)
+            time.sleep(RETRY_DELAY * attempt * random.uniform(1, 2))  # noqa: S311 (jitter)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _record(
+    ctx: Context, session: Session, analysis: Analysis, matches: list[dict[str, Any]]
+) -> Outcome:
+    info, digests = analysis.info, analysis.digests
+    assert info is not None and digests is not None
+    sha = digests.sha256
+    _insert_item(session, analysis)
+    _lock_item(session, sha)
+    done = _processed_submission(session, info)
+    if done is not None and done.item_sha256:  # someone else recorded it meanwhile
+        return _outcome(session, info.key, done.item_sha256)
+    sub = _claim_submission(session, analysis)
+    _record_preservation(ctx, session, analysis, sub.id)
     if analysis.error:
-        return _record_quarantine(ctx, analysis, submission_id)
-    record_analysis_events(ctx, analysis)
-    duplicates = dedupe(ctx, analysis)
-    status = write_record(ctx, analysis, submission_id, duplicates)
-    with Session(ctx.engine) as session, session.begin():
-        sub = session.get(Submission, submission_id)
-        assert sub is not None
-        sub.state, sub.processed_at, sub.error = "processed", utcnow(), None
-        _supersede_failures(session, analysis.key, submission_id)
-    return outcome_of(ctx, analysis.key, sha, status)
+        _record_quarantine(ctx, session, analysis, sub.id)
+    else:
+        record_analysis_events(ctx, session, analysis)
+        link_duplicates(session, sha, analysis.perceptual, matches)
+        write_record(ctx, session, analysis, sub.id)
+    sub.item_sha256 = sha
+    sub.state, sub.processed_at, sub.error = "processed", utcnow(), analysis.error
+    _supersede_failures(session, info.key, sub.id)
+    return _outcome(session, info.key, sha)
 
 
 def _supersede_failures(session: Session, key: str, submission_id: int) -> None:
@@ -85,12 +161,12 @@ def recorded_outcomes(ctx: Context, keys: Sequence[str]) -> list[Outcome]:
     """What the ledger says about each key (its newest submission), without touching the store.
 
     ``pending`` when the key was never attempted, ``failed`` with the reason when the newest
-    attempt could not be processed.
+    attempt could not be processed, ``rejected`` with the reason when the key was refused.
     """
     latest: dict[str, Submission] = {}
     with Session(ctx.engine) as session:
         for start in range(0, len(keys), 500):
-            chunk = list(keys[start : start + 500])
+            chunk = [stored_key(k) for k in keys[start : start + 500]]
             for sub in session.scalars(
                 select(Submission).where(Submission.store_key.in_(chunk)).order_by(Submission.id)
             ):
@@ -98,13 +174,13 @@ def recorded_outcomes(ctx: Context, keys: Sequence[str]) -> list[Outcome]:
         found = {k: (s.state, s.item_sha256, s.error) for k, s in latest.items()}
     outcomes = []
     for key in keys:
-        state, sha, error = found.get(key, ("pending", None, None))
+        state, sha, error = found.get(stored_key(key), ("pending", None, None))
         if state == "processed" and sha:
             outcomes.append(outcome_of(ctx, key, sha, _item_status(ctx, sha)))
+        elif state in (FAILED, REJECTED):
+            outcomes.append(Outcome(key, None, state, error=error))
         else:
-            outcomes.append(
-                Outcome(key, None, FAILED if state == "failed" else "pending", error=error)
-            )
+            outcomes.append(Outcome(key, None, "pending", error=error))
     return outcomes
 
 
@@ -126,106 +202,212 @@ def _item_status(ctx: Context, sha: str) -> str:
 
 
 def processed_outcome(ctx: Context, info: ObjectInfo) -> Outcome | None:
+    """The recorded outcome of this submission (key + ETag), or None when not processed."""
     with Session(ctx.engine) as session:
-        sub = session.scalar(
-            select(Submission).where(
-                Submission.store_key == info.key,
-                Submission.etag == info.etag,
-                Submission.state == "processed",
-            )
-        )
+        sub = _processed_submission(session, info)
         if sub is None or sub.item_sha256 is None:
             return None
-        item = session.get(Item, sub.item_sha256)
-        assert item is not None
-        sha, status = item.sha256, item.status
-    # A second session inside the first would wait for SQLite's write lock held by the first.
-    return outcome_of(ctx, info.key, sha, status)
+        return _outcome(session, info.key, sub.item_sha256)
 
 
 def outcome_of(ctx: Context, key: str, sha: str, status: str) -> Outcome:
+    """The outcome of ``key`` whose item is ``sha``, with the item's warning-level findings."""
     with Session(ctx.engine) as session:
-        item = session.get(Item, sha)
-        codes = session.scalars(
-            select(ItemFinding.code).where(
-                ItemFinding.item_sha256 == sha, ItemFinding.severity != "info"
-            )
+        return replace(_outcome(session, key, sha), status=status)
+
+
+def _outcome(session: Session, key: str, sha: str) -> Outcome:
+    """The outcome of ``key`` as ``session`` sees its item (inside a transaction: before commit)."""
+    session.flush()
+    item = session.get(Item, sha)
+    assert item is not None
+    codes = session.scalars(
+        select(ItemFinding.code).where(
+            ItemFinding.item_sha256 == sha, ItemFinding.severity != "info"
         )
-        assert item is not None
-        return Outcome(key, sha, status, tuple(sorted(codes)), format=item.format, size=item.size)
+    )
+    return Outcome(key, sha, item.status, tuple(sorted(codes)), format=item.format, size=item.size)
 
 
-def _record_failed_read(ctx: Context, analysis: Analysis) -> Outcome:
-    """A submission whose bytes could not be read: kept as ``failed`` so the next run retries."""
-    info = analysis.info
-    etag = info.etag if info else "unreadable"
-    with Session(ctx.engine) as session, session.begin():
+def _processed_submission(session: Session, info: ObjectInfo) -> Submission | None:
+    return session.scalar(
+        select(Submission).where(
+            Submission.store_key == info.key,
+            Submission.etag == info.etag,
+            Submission.state == "processed",
+        )
+    )
+
+
+def record_failure(ctx: Context, key: str, info: ObjectInfo | None, error: str) -> Outcome:
+    """A submission the pipeline could not process: kept as ``failed`` so the next run retries.
+
+    Never overwrites a processed submission: when another run recorded it meanwhile, its
+    recorded outcome is returned instead.
+    """
+
+    def work(session: Session) -> Outcome | None:
+        etag = info.etag if info else NO_ETAG
+        values: dict[str, Any] = {
+            "store_key": stored_key(key),
+            "etag": etag,
+            "version_id": info.version_id if info else None,
+            "case_id": case_of(key)[:200],
+            "claims": {},
+            "received_at": info.last_modified if info else utcnow(),
+            "state": FAILED,
+        }
+        insert_if_absent(session, Submission, values, ("store_key", "etag"))
         sub = session.scalar(
-            select(Submission).where(Submission.store_key == analysis.key, Submission.etag == etag)
+            select(Submission)
+            .where(Submission.store_key == stored_key(key), Submission.etag == etag)
+            .with_for_update()
         )
-        if sub is None:
-            sub = Submission(
-                store_key=analysis.key,
-                etag=etag,
-                version_id=info.version_id if info else None,
-                case_id=case_of(analysis.key),
-                claims={},
-                received_at=info.last_modified if info else utcnow(),
-            )
-            session.add(sub)
-        sub.state, sub.error = "failed", analysis.error
-    log.warning("could not read %s: %s", printable(analysis.key), analysis.error)
-    return Outcome(analysis.key, None, "failed", error=analysis.error)
+        assert sub is not None
+        if sub.state == "processed" and sub.item_sha256:
+            return _outcome(session, key, sub.item_sha256)
+        sub.state, sub.error = FAILED, error
+        return None
+
+    recorded = in_transaction(ctx, work)
+    if recorded is not None:
+        return recorded
+    log.warning("could not process %s: %s", printable(key), printable(error))
+    return Outcome(key, None, FAILED, error=error)
 
 
-def _upsert_item_and_submission(ctx: Context, analysis: Analysis) -> int:
-    info, digests, claims = analysis.info, analysis.digests, analysis.claims
+def record_rejection(ctx: Context, info: ObjectInfo, error: str) -> bool:
+    """Record that this object (key + ETag) is refused, with why; True when this call did.
+
+    The bytes are left as they are under ``incoming/``; the listing skips a rejected object
+    from then on (until a new ETag appears under its key).
+    """
+
+    def work(session: Session) -> bool:
+        values: dict[str, Any] = {
+            "store_key": stored_key(info.key),
+            "etag": info.etag,
+            "version_id": info.version_id,
+            "case_id": case_of(stored_key(info.key))[:200],
+            "claims": {},
+            "received_at": info.last_modified,
+            "processed_at": utcnow(),
+            "state": REJECTED,
+            "error": error,
+        }
+        inserted = insert_if_absent(session, Submission, values, ("store_key", "etag"))
+        sub = session.scalar(
+            select(Submission)
+            .where(Submission.store_key == stored_key(info.key), Submission.etag == info.etag)
+            .with_for_update()
+        )
+        assert sub is not None
+        if not inserted and sub.state == REJECTED:
+            return False  # another run recorded it
+        sub.state, sub.error, sub.processed_at = REJECTED, error, utcnow()
+        _supersede_failures(session, sub.store_key, sub.id)
+        return True
+
+    recorded = in_transaction(ctx, work)
+    if recorded:
+        log.warning("rejected %s: %s", printable(info.key), printable(error))
+    return recorded
+
+
+def rejected_outcome(ctx: Context, key: str, error: str) -> Outcome:
+    """The outcome of a refused key: its recorded rejection, recorded now if the listing did not.
+
+    A key given directly (not found by :func:`~verification.pipeline.batch.list_new`) has no
+    known ETag; it is recorded under ``unlisted``.
+    """
+    with Session(ctx.engine) as session:
+        recorded = session.scalar(
+            select(Submission.error)
+            .where(Submission.store_key == stored_key(key), Submission.state == REJECTED)
+            .order_by(Submission.id.desc())
+            .limit(1)
+        )
+    if recorded is None:
+        now = utcnow()
+        record_rejection(ctx, ObjectInfo(key=key, size=0, etag=UNLISTED, last_modified=now), error)
+    return Outcome(key, None, REJECTED, error=recorded or error)
+
+
+def stored_key(key: str) -> str:
+    """``key`` as the submissions table can hold it: PostgreSQL text refuses NUL, and a
+    refused key may be longer than the column."""
+    return key.replace("\x00", "\\x00")[:1024]
+
+
+def _insert_item(session: Session, analysis: Analysis) -> None:
+    """The item's row, unless it exists; first seen with this submission."""
+    info, digests = analysis.info, analysis.digests
     assert info is not None and digests is not None
-    claims = claims or Claims(case_of(analysis.key))
+    claims = analysis.claims or Claims(case_of(analysis.key))
     fmt = analysis.format or {
         "format": "unknown",
         "mime": "application/octet-stream",
         "kind": "unknown",
     }
-    with Session(ctx.engine) as session, session.begin():
-        if session.get(Item, digests.sha256) is None:
-            session.add(
-                Item(
-                    sha256=digests.sha256,
-                    size=digests.size,
-                    sha1=digests.sha1,
-                    md5=digests.md5,
-                    format=fmt["format"],
-                    mime=fmt["mime"],
-                    kind=fmt["kind"],
-                    vault_key=vault_key(digests.sha256),
-                    vault_version=analysis.vault_version,
-                    first_seen=info.last_modified,
-                    case_id=claims.case_id,
-                    submitter=claims.submitter,
-                    status="pending",
-                )
-            )
-            session.flush()
-        sub = session.scalar(
-            select(Submission).where(Submission.store_key == info.key, Submission.etag == info.etag)
-        )
-        if sub is None:
-            sub = Submission(store_key=info.key, etag=info.etag)
-            session.add(sub)
-        sub.version_id = info.version_id
-        sub.item_sha256 = digests.sha256
-        sub.case_id = claims.case_id
-        sub.submitter = claims.submitter
-        sub.claims = claims.to_dict()
-        sub.received_at = info.last_modified
-        sub.state = "recording"
-        sub.error = None
-        session.flush()
-        return sub.id
+    values = {
+        "sha256": digests.sha256,
+        "size": digests.size,
+        "sha1": digests.sha1,
+        "md5": digests.md5,
+        "format": fmt["format"],
+        "mime": fmt["mime"],
+        "kind": fmt["kind"],
+        "vault_key": vault_key(digests.sha256),
+        "vault_version": analysis.vault_version,
+        "first_seen": info.last_modified,
+        "case_id": claims.case_id,
+        "submitter": claims.submitter,
+        "status": "pending",
+        "fixity": "success",
+    }
+    insert_if_absent(session, Item, values, ("sha256",))
 
 
-def _record_preservation(ctx: Context, analysis: Analysis, submission_id: int) -> None:
+def _lock_item(session: Session, sha: str) -> None:
+    """Hold the item's row until the transaction ends: recorders of one item take turns
+    (PostgreSQL; SQLite's write lock already serialises every transaction)."""
+    session.execute(select(Item.sha256).where(Item.sha256 == sha).with_for_update())
+
+
+def _claim_submission(session: Session, analysis: Analysis) -> Submission:
+    """This submission's row (key + ETag), created or taken over from a failed attempt."""
+    info, digests, claims = analysis.info, analysis.digests, analysis.claims
+    assert info is not None and digests is not None
+    claims = claims or Claims(case_of(analysis.key))
+    values = {
+        "store_key": info.key,
+        "etag": info.etag,
+        "case_id": claims.case_id,
+        "claims": claims.to_dict(),
+        "received_at": info.last_modified,
+        "state": "recording",
+    }
+    insert_if_absent(session, Submission, values, ("store_key", "etag"))
+    sub = session.scalar(
+        select(Submission)
+        .where(Submission.store_key == info.key, Submission.etag == info.etag)
+        .with_for_update()
+    )
+    assert sub is not None
+    sub.version_id = info.version_id
+    sub.item_sha256 = digests.sha256
+    sub.case_id = claims.case_id
+    sub.submitter = claims.submitter
+    sub.claims = claims.to_dict()
+    sub.received_at = info.last_modified
+    sub.state, sub.error = "recording", None
+    session.flush()
+    return sub
+
+
+def _record_preservation(
+    ctx: Context, session: Session, analysis: Analysis, submission_id: int
+) -> None:
     info, digests = analysis.info, analysis.digests
     assert info is not None and digests is not None
     sha, agents = digests.sha256, ctx.agents
@@ -246,6 +428,7 @@ def _record_preservation(ctx: Context, analysis: Analysis, submission_id: int) -
         },
         step_key=f"ingestion:{info.key}:{info.etag}",
         agents=agents,
+        session=session,
     )
     ctx.ledger.append(
         sha,
@@ -254,6 +437,7 @@ def _record_preservation(ctx: Context, analysis: Analysis, submission_id: int) -
         {**digests.labelled(), "size": digests.size},
         step_key="digest",
         agents=agents,
+        session=session,
     )
     vault = dict(analysis.vault_check)
     outcome = vault.pop("outcome", "not-run")
@@ -264,10 +448,12 @@ def _record_preservation(ctx: Context, analysis: Analysis, submission_id: int) -
         {"stage": "preservation", **vault},
         step_key=f"preservation:{info.key}:{info.etag}",
         agents=agents,
+        session=session,
     )
 
 
-def record_analysis_events(ctx: Context, analysis: Analysis) -> None:
+def record_analysis_events(ctx: Context, session: Session, analysis: Analysis) -> None:
+    """Format identification, metadata extraction and derivative creation events."""
     assert analysis.digests is not None
     sha, agents, version = analysis.digests.sha256, ctx.agents, pipeline_version()
     tools = [
@@ -281,6 +467,7 @@ def record_analysis_events(ctx: Context, analysis: Analysis) -> None:
         dict(analysis.format),
         step_key="format",
         agents=agents,
+        session=session,
     )
     unreadable = any(f.code == "unreadable" for f in analysis.item_findings)
     ctx.ledger.append(
@@ -294,6 +481,7 @@ def record_analysis_events(ctx: Context, analysis: Analysis) -> None:
         },
         step_key=f"extraction:{version}",
         agents=[*agents, *tools],
+        session=session,
     )
     for derivative in analysis.derivatives:
         ctx.ledger.append(
@@ -307,10 +495,13 @@ def record_analysis_events(ctx: Context, analysis: Analysis) -> None:
             },
             step_key=f"derivative:{derivative['key']}:{derivative['sha256']}",
             agents=[*agents, {"type": "software", "name": derivative["tool"]}],
+            session=session,
         )
 
 
-def _record_quarantine(ctx: Context, analysis: Analysis, submission_id: int) -> Outcome:
+def _record_quarantine(
+    ctx: Context, session: Session, analysis: Analysis, submission_id: int
+) -> None:
     assert analysis.digests is not None and analysis.info is not None
     sha = analysis.digests.sha256
     reason = analysis.error or "unreadable"
@@ -321,50 +512,42 @@ def _record_quarantine(ctx: Context, analysis: Analysis, submission_id: int) -> 
         {"reason": reason, "stage": analysis.error_stage, "submission": submission_id},
         step_key=f"quarantine:{analysis.info.key}:{analysis.info.etag}",
         agents=ctx.agents,
+        session=session,
     )
     finding = Finding("unreadable", "warning", reason, {"stage": analysis.error_stage})
     failed = replace(analysis, item_findings=(finding,), claim_findings=())
-    status = write_record(ctx, failed, submission_id, [])
-    with Session(ctx.engine) as session, session.begin():
-        sub = session.get(Submission, submission_id)
-        assert sub is not None
-        sub.state, sub.processed_at, sub.error = "processed", utcnow(), reason
-        _supersede_failures(session, analysis.key, submission_id)
-    return outcome_of(ctx, analysis.key, sha, status)
+    write_record(ctx, session, failed, submission_id)
 
 
-def write_record(
-    ctx: Context, analysis: Analysis, submission_id: int, duplicates: list[dict[str, Any]]
-) -> str:
-    """Create or update the item's record for this pipeline version; returns the status."""
+def write_record(ctx: Context, session: Session, analysis: Analysis, submission_id: int) -> str:
+    """Create or update the item's record for this pipeline version in ``session`` (the item
+    locked); returns the status."""
     assert analysis.digests is not None and analysis.info is not None
     sha, version = analysis.digests.sha256, pipeline_version()
-    with Session(ctx.engine) as session, session.begin():
-        record = session.scalar(
-            select(Record).where(Record.item_sha256 == sha, Record.pipeline_version == version)
-        )
-        data = dict(record.data) if record else _new_record(analysis, version)
-        data["submissions"] = _merge_submission(
-            data.get("submissions", []), analysis, submission_id
-        )
-        data["duplicates"] = _linked_duplicates(session, sha, duplicates)
-        findings = _all_findings(data)
-        status, reasons = derive_status(findings)
-        data.update(findings=[f.to_dict() for f in findings], status=status, status_reasons=reasons)
-        if record is None:
-            session.add(
-                Record(
-                    item_sha256=sha,
-                    pipeline_version=version,
-                    created_at=utcnow(),
-                    status=status,
-                    data=data,
-                )
+    session.flush()  # the duplicate links written just before are read back below
+    record = session.scalar(
+        select(Record).where(Record.item_sha256 == sha, Record.pipeline_version == version)
+    )
+    data = dict(record.data) if record else _new_record(analysis, version)
+    data["submissions"] = _merge_submission(data.get("submissions", []), analysis, submission_id)
+    data["duplicates"] = _linked_duplicates(session, sha)
+    findings = _all_findings(data)
+    status, reasons = derive_status(findings)
+    data.update(findings=[f.to_dict() for f in findings], status=status, status_reasons=reasons)
+    if record is None:
+        session.add(
+            Record(
+                item_sha256=sha,
+                pipeline_version=version,
+                created_at=utcnow(),
+                status=status,
+                data=data,
             )
-        else:
-            record.data, record.status = data, status
-        _update_item_summary(session, sha, data, findings, version)
-    _record_validation(ctx, analysis, submission_id, status, reasons, findings)
+        )
+    else:
+        record.data, record.status = data, status
+    _update_item_summary(session, sha, data, findings, version)
+    _record_validation(ctx, session, analysis, submission_id, status, reasons, findings)
     return status
 
 
@@ -402,9 +585,7 @@ def _merge_submission(
     return sorted([*kept, entry], key=lambda s: (s["received_at"], s["id"]))
 
 
-def _linked_duplicates(
-    session: Session, sha: str, fresh: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+def _linked_duplicates(session: Session, sha: str) -> list[dict[str, Any]]:
     links = session.execute(
         select(DuplicateLink, Item.first_seen, Item.case_id)
         .join(Item, Item.sha256 == DuplicateLink.other_sha256)
@@ -497,6 +678,7 @@ def _update_item_summary(
 
 def _record_validation(
     ctx: Context,
+    session: Session,
     analysis: Analysis,
     submission_id: int,
     status: str,
@@ -518,4 +700,5 @@ def _record_validation(
         },
         step_key=f"validation:{pipeline_version()}:{analysis.info.key}:{analysis.info.etag}",
         agents=ctx.agents,
+        session=session,
     )

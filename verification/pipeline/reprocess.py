@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,12 @@ from verification.db import Item, Submission
 from verification.hashing import hash_stream
 from verification.pipeline.batch import analysis_pool
 from verification.pipeline.context import Context
-from verification.pipeline.dedupe import dedupe
 from verification.pipeline.layout import case_of, pipeline_version, vault_key
 from verification.pipeline.model import FAILED, Analysis, Outcome, reason, with_analysis
 from verification.pipeline.preserve import PreservationError, store_derivatives
-from verification.pipeline.record import outcome_of, record_analysis_events, write_record
+from verification.pipeline.record import record_reanalysis
 from verification.storage import ObjectInfo, StoreError
+from verification.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def reprocess_items(ctx: Context, items: list[str], *, workers: int | None = Non
             try:
                 outcomes.append(reprocess_item(ctx, sha, pool))
             except (StoreError, OSError) as exc:
-                log.error("cannot reprocess %s: %s", sha[:12], reason(exc))
+                log.error("cannot reprocess %s: %s", sha[:12], printable(reason(exc)))
                 outcomes.append(Outcome(sha, sha, FAILED, error=reason(exc)))
     return outcomes
 
@@ -81,7 +82,7 @@ def reprocess_item(ctx: Context, sha: str, pool: AnalysisPool | None = None) -> 
         )
     if not subs:
         return Outcome(sha, sha, FAILED, error="item has no processed submission to reprocess")
-    status = FAILED
+    outcome = Outcome(sha, sha, FAILED, error="nothing was reprocessed")
     with tempfile.TemporaryDirectory(prefix="evidence-") as tmp:
         working = Path(tmp) / "original"
         with ctx.store.open(vault_key(sha)) as source, working.open("wb") as sink:
@@ -106,9 +107,9 @@ def reprocess_item(ctx: Context, sha: str, pool: AnalysisPool | None = None) -> 
             base = Analysis(sub.store_key, info, claims, digests, None, {"outcome": "success"})
             derivatives = store_derivatives(ctx.store, sha, result.derivatives)
             analysis = with_analysis(base, result, derivatives)
-            record_analysis_events(ctx, analysis)
-            status = write_record(ctx, analysis, sub.id, dedupe(ctx, analysis))
-    return outcome_of(ctx, subs[0].store_key, sha, status)
+            recorded = record_reanalysis(ctx, analysis, sub.id)
+            outcome = replace(recorded, key=subs[0].store_key)
+    return outcome
 
 
 def _claims(data: Mapping[str, Any] | None) -> Claims | None:

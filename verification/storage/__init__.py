@@ -11,7 +11,7 @@ from verification.storage.base import (
     StoreError,
     StoreUnavailable,
 )
-from verification.storage.keys import validate_key
+from verification.storage.keys import key_problem, validate_key
 
 __all__ = [
     "InvalidKey",
@@ -21,6 +21,7 @@ __all__ = [
     "ObjectStore",
     "StoreError",
     "StoreUnavailable",
+    "key_problem",
     "open_store",
     "validate_key",
 ]

@@ -25,8 +25,12 @@ def _show(key: str) -> str:
     return shown if len(shown) <= 100 else shown[:97] + "..."
 
 
-def _key_problem(key: str) -> str | None:
-    """What is wrong with ``key``, or None when it is safe."""
+def key_problem(key: str) -> str | None:
+    """What is wrong with ``key`` (``"contains a control character"``), or None when it is safe.
+
+    The text never contains the key, so it can be stored and shown next to the key without
+    echoing what the key holds.
+    """
     if not key:
         return "is empty"
     try:
@@ -55,7 +59,7 @@ def validate_key(key: str) -> str:
     Refused: empty keys, absolute keys, ``.``/``..``/empty components (``a//b``), backslashes,
     control characters (NUL included), a leading drive letter (``C:``) and keys over 1024 bytes.
     """
-    problem = _key_problem(key)
+    problem = key_problem(key)
     if problem is not None:
         msg = f"object key {_show(key)} {problem}"
         raise InvalidKey(msg)

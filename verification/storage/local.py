@@ -30,6 +30,7 @@ from verification.storage.base import (
     StoreUnavailable,
 )
 from verification.storage.keys import normalize_metadata, validate_key, validate_prefix
+from verification.text import printable
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class LocalStore:
                 "metadata": values,
             }
             self._write_sidecar(meta_path, sidecar)
-        logger.debug("stored %s in %s (%s bytes)", key, self.url, digests.size)
+        logger.debug("stored %s in %s (%s bytes)", printable(key), self.url, digests.size)
         return _info(key, status, sidecar, with_metadata=True)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
@@ -271,13 +272,15 @@ def _read_sidecar(meta_path: Path, status: os.stat_result) -> dict[str, Any] | N
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return None
     except (json.JSONDecodeError, UnicodeDecodeError):
-        logger.warning("ignoring unreadable metadata sidecar %s", meta_path)
+        logger.warning("ignoring unreadable metadata sidecar %s", printable(str(meta_path)))
         return None
     if not isinstance(sidecar, dict) or (sidecar.get("size"), sidecar.get("mtime_ns")) != (
         status.st_size,
         status.st_mtime_ns,
     ):
-        logger.warning("ignoring metadata sidecar %s: it describes another file", meta_path)
+        logger.warning(
+            "ignoring metadata sidecar %s: it describes another file", printable(str(meta_path))
+        )
         return None
     return sidecar
 

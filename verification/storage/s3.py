@@ -46,6 +46,7 @@ from verification.storage.base import (
     StoreUnavailable,
 )
 from verification.storage.keys import normalize_metadata, validate_key, validate_prefix
+from verification.text import printable
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +196,7 @@ class S3Store:
                     version_id = self._put_multipart(key, body, digests, extra, if_absent)
                 else:
                     version_id = self._put_single(key, body, digests, extra, if_absent)
-        logger.debug("stored %s in %s (%s bytes)", key, self.url, digests.size)
+        logger.debug("stored %s in %s (%s bytes)", printable(key), self.url, digests.size)
         return self.head(key, version_id=version_id)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
