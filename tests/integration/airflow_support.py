@@ -163,7 +163,7 @@ class SimulatedWorkerKill(BaseException):
 
 def install_crash_after_preserve(marker: Path) -> None:
     """Make the first preservation die after writing the vault object (once, via ``marker``)."""
-    from verification.pipeline import preserve as module
+    from verification.pipeline import preservation as module
 
     original = module.preserve
 

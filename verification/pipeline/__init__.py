@@ -2,7 +2,7 @@
 
 Owns the flow of a submission through the system, split along the worker boundary:
 
-* the store side (:mod:`.preserve`): read once while hashing, keep write-once in the vault, prove
+* the store side (:mod:`.preservation`): read once while hashing, keep write-once in the vault, prove
   the vault copy, store derivatives; it runs in the process that owns the batch;
 * the analysis (:mod:`verification.analysis`): in worker processes, bytes in, findings out;
 * the recording side (:mod:`.record`, :mod:`.dedupe`): items, submissions, records, duplicate
@@ -35,7 +35,7 @@ from verification.pipeline.layout import (
     vault_key,
 )
 from verification.pipeline.model import EVIDENCE_STATUSES, FAILED, REJECTED, Analysis, Outcome
-from verification.pipeline.preserve import PreservationError, preserve, read_claims
+from verification.pipeline.preservation import PreservationError, preserve, read_claims
 from verification.pipeline.record import recorded_outcomes
 from verification.pipeline.reprocess import reprocess_item, reprocess_items, stale_items
 from verification.pipeline.summary import IntakeIncomplete, check_complete, summarise

@@ -46,7 +46,7 @@ from verification.pipeline.model import (
     reason,
     with_analysis,
 )
-from verification.pipeline.preserve import fetch_and_preserve, store_derivatives
+from verification.pipeline.preservation import fetch_and_preserve, store_derivatives
 from verification.pipeline.record import (
     current,
     is_processed,

@@ -1,7 +1,7 @@
 """The recording side: items, submissions, records and custody events in the ledger database.
 
 Runs in the process that owns the batch, one submission at a time, after the store side
-(:mod:`verification.pipeline.preserve`) and the analysis (:mod:`verification.analysis`).
+(:mod:`verification.pipeline.preservation`) and the analysis (:mod:`verification.analysis`).
 
 Recording one submission is one database transaction: its item, its submission row, every
 custody event, the duplicate links and the record commit together or not at all, so a database

@@ -25,7 +25,7 @@ from verification.pipeline.batch import analysis_pool
 from verification.pipeline.context import Context
 from verification.pipeline.layout import case_of, pipeline_version, vault_key
 from verification.pipeline.model import FAILED, Analysis, Outcome, reason, with_analysis
-from verification.pipeline.preserve import PreservationError, store_derivatives
+from verification.pipeline.preservation import PreservationError, store_derivatives
 from verification.pipeline.record import record_reanalysis
 from verification.storage import ObjectInfo, StoreError
 from verification.text import printable
