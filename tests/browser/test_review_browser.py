@@ -53,9 +53,13 @@ def _missing_browser() -> str | None:
 def evidence_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """``evidence demo`` data, plus a photo whose EXIF Make is a script tag."""
     root = tmp_path_factory.mktemp("evidence")
-    env = {**os.environ, "EVIDENCE_HOME": str(root), "EVIDENCE_WORKERS": "1"}
+    env = {**os.environ, "EVIDENCE_HOME": str(root)}
+    # --direct: the demo's DAG path is tested in tests/dags/test_demo_dag.py.
     subprocess.run(
-        [str(AIRFLOW.parent / "evidence"), "demo"], env=env, check=True, capture_output=True
+        [str(AIRFLOW.parent / "evidence"), "demo", "--direct"],
+        env=env,
+        check=True,
+        capture_output=True,
     )
     home = root / "demo"
     from tests.helpers import photo
@@ -86,7 +90,6 @@ def server(
         **os.environ,
         **airflow_env(home),
         "EVIDENCE_HOME": str(evidence_home["home"]),
-        "EVIDENCE_WORKERS": "1",
     }
     migrate_airflow(env)
     port = free_port()

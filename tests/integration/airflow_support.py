@@ -99,6 +99,7 @@ class DagRunResult:
     state: str
     run_id: str | None
     output: str
+    exit_code: int
 
 
 def run_dag(
@@ -125,7 +126,7 @@ def run_dag(
     for line in done.stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
             data = json.loads(line.removeprefix(RESULT_PREFIX))
-            return DagRunResult(data["state"], data["run_id"], output)
+            return DagRunResult(data["state"], data["run_id"], output, done.returncode)
     msg = (
         f"dag.test() of {dag_id} ended without a result (exit {done.returncode}):\n{output[-4000:]}"
     )
@@ -285,10 +286,24 @@ def main(argv: list[str] | None = None) -> int:
         install_crash_after_preserve(args.crash_after_preserve)
     if args.fail_get_object:
         install_get_object_failure(args.fail_get_object)
-    dag_run = load_dag(args.dag_id).test(run_conf=args.conf)
-    state = str(getattr(dag_run.state, "value", dag_run.state))
-    print(RESULT_PREFIX + json.dumps({"state": state, "run_id": dag_run.run_id}), flush=True)
-    return 0
+    # The DAG file's own `if __name__ == "__main__"` path: dag.test(), exit 1 unless success.
+    sys.path.insert(0, str(DAGS))
+    from evidence_common import run_locally
+
+    runs: list[Any] = []
+    dag = load_dag(args.dag_id)
+    original = dag.test
+
+    def test_and_keep(*a: Any, **kw: Any) -> Any:
+        run = original(*a, **{"run_conf": args.conf, **kw})
+        runs.append(run)
+        return run
+
+    dag.test = test_and_keep
+    code = run_locally(dag)
+    state = str(getattr(runs[0].state, "value", runs[0].state))
+    print(RESULT_PREFIX + json.dumps({"state": state, "run_id": runs[0].run_id}), flush=True)
+    return code
 
 
 if __name__ == "__main__":

@@ -43,19 +43,26 @@ def _keys(store: ObjectStore, case: str) -> list[str]:
 
 def test_triggered_intake_processes_every_submission(stack: Driver) -> None:
     """Photos submitted, intake triggered through the API with default workers: every
-    submission is recorded (the garbage one quarantined), the run is green, the asset event is
-    emitted, and the review plugin lists the items with the task that recorded them."""
-    for seed in (1, 2, 3):
+    submission is recorded (garbage and a truncated photo quarantined), the run is green, no
+    coordinate reaches a task log, the review plugin lists the items with the task that recorded
+    them, and a second run adds nothing."""
+    paris = photo(7, gps=(48.858093, 2.294694, 35.0), taken="2024:05:01 12:00:00")
+    stack.submit("paris.jpg", paris, "case-real")
+    for seed in (1, 2):
         stack.submit(f"photo{seed}.jpg", photo(seed, taken="2024:03:14 11:20:05"), "case-real")
     garbage = stack.submit("garbage.jpg", b"\xff\xd8\xff\xe0 not a photo" * 10, "case-real")
+    cut = stack.submit("truncated.jpg", paris[: len(paris) // 2], "case-real")
     run_id = stack.trigger("evidence_intake", {"case": "case-real"})
     state = stack.wait_for_run("evidence_intake", run_id)
     assert state == "success", stack.task_log("evidence_intake", run_id)
 
     outcomes = pipeline.recorded_outcomes(stack.ctx, _keys(stack.ctx.store, "case-real"))
     assert all(o.item for o in outcomes), outcomes
-    assert {o.key: o.status for o in outcomes}[garbage.key] == "unreadable"
+    statuses = {o.key: o.status for o in outcomes}
+    assert statuses[garbage.key] == statuses[cut.key] == "unreadable"
     assert stack.ctx.ledger.verify().ok
+    logs = stack.task_log("evidence_intake", run_id) + stack.tail(100_000)
+    assert "48.858" not in logs and "2.2946" not in logs
 
     queue = stack.page("/evidence/?case=case-real")
     for outcome in outcomes:
@@ -63,6 +70,11 @@ def test_triggered_intake_processes_every_submission(stack: Driver) -> None:
     item = stack.page(f"/evidence/item/{outcomes[0].item}")
     assert "airflow evidence_intake run " in item
     assert "task process_batch[0] try 1" in item
+
+    events = sum(len(stack.ctx.ledger.events(o.item or "")) for o in outcomes)
+    again = stack.trigger("evidence_intake", {"case": "case-real"})
+    assert stack.wait_for_run("evidence_intake", again) == "success"
+    assert sum(len(stack.ctx.ledger.events(o.item or "")) for o in outcomes) == events
 
 
 def test_worker_crash_makes_a_red_run_after_retries(stack: Driver) -> None:
