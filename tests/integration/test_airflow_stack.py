@@ -61,7 +61,7 @@ def test_triggered_intake_processes_every_submission(stack: Driver) -> None:
     statuses = {o.key: o.status for o in outcomes}
     assert statuses[garbage.key] == statuses[cut.key] == "unreadable"
     assert stack.ctx.ledger.verify().ok
-    logs = stack.task_log("evidence_intake", run_id) + stack.tail(100_000)
+    logs = stack.task_log("evidence_intake", run_id) + stack.stack.tail(100_000)
     assert "48.858" not in logs and "2.2946" not in logs
 
     queue = stack.page("/evidence/?case=case-real")
