@@ -27,7 +27,7 @@ def make_photos(
     directory: Path, count: int, size: tuple[int, int] = (640, 480), first_seed: int = 0
 ) -> list[Path]:
     """``count`` distinct synthetic JPEGs of ``size`` with EXIF (camera, time, GPS)."""
-    from verification.samples import exif_bytes, jpeg, scene
+    from verification.media.samples import exif_bytes, jpeg, scene
 
     directory.mkdir(parents=True, exist_ok=True)
     paths = []

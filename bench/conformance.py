@@ -63,9 +63,9 @@ class Report:
 
 
 def sniff(head: bytes) -> str:
-    """Format from magic bytes; uses verification.formats when that module exists."""
+    """Format from magic bytes; uses verification.core.formats when that module exists."""
     try:
-        from verification.formats import identify
+        from verification.core.formats import identify
     except ImportError:
         identify = None
     if identify is not None:
@@ -83,7 +83,7 @@ def sniff(head: bytes) -> str:
 
 def ours(path: Path) -> dict[str, Any]:
     """Our reading of one file, in the expected JSON's field names."""
-    from verification.config import Settings
+    from verification.core.config import Settings
     from verification.media import analyse
 
     with path.open("rb") as fh:

@@ -58,8 +58,8 @@ def through_the_stack(root: Path, photos: list[Path]) -> tuple[float, float, flo
 
     from scripts.airflow_stack import Stack, free_port
     from tests.integration.stack_support import Driver
-    from verification.config import load_settings
-    from verification.db import Submission
+    from verification.core.config import load_settings
+    from verification.ledger.models import Submission
     from verification.pipeline import open_context
 
     stack = Stack(

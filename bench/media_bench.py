@@ -74,7 +74,7 @@ def generate(count: int) -> tuple[list[Path], Path]:
 
 def analyse_one(path: Path) -> str:
     """Our full per-photo work: SHA-256 plus the extract step."""
-    from verification.config import Settings
+    from verification.core.config import Settings
     from verification.media import analyse
 
     digest = sha256_file(path)
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _video_row(video: Path) -> None:
-    from verification.config import Settings
+    from verification.core.config import Settings
     from verification.media import analyse
 
     seconds = timed(lambda: analyse(video, "mp4", Settings()), repeat=1)

@@ -29,7 +29,7 @@ MIB = 1024 * 1024
 _CHILD = """
 import json, sys, time
 from pathlib import Path
-from verification.config import Settings
+from verification.core.config import Settings
 from verification.media import analyse
 from verification.media.image import _init_pillow, extractor_versions
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, insert
 
-from verification.db import Item, ItemFinding, make_engine
+from verification.ledger.models import Item, ItemFinding, make_engine
 from verification.review import QueueFilters, queue
 
 STATUSES = ["consistent", "needs-review", "inconsistent", "unreadable"]
@@ -42,7 +42,7 @@ def _migrate(engine: Engine, revision: str) -> None:
     from alembic import command
     from alembic.config import Config
 
-    from verification.db import MIGRATIONS
+    from verification.ledger.models import MIGRATIONS
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

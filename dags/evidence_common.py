@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from verification.config import Settings
+    from verification.core.config import Settings
     from verification.pipeline import Context
     from verification.storage import ObjectStore
 
@@ -64,7 +64,7 @@ def execution_agent(context: Any) -> dict[str, Any]:
 
 def open_evidence_context(context: Any) -> Context:
     """Settings, store and ledger for one task, with the task recorded as the custody agent."""
-    from verification.config import load_settings
+    from verification.core.config import load_settings
     from verification.pipeline import open_context
 
     settings = load_settings()
@@ -95,7 +95,7 @@ def store_from_connection(settings: Settings, conn_id: str = CONN_ID) -> ObjectS
 
 def printable(text: str) -> str:
     """Untrusted text (object keys, error messages) escaped for a log line."""
-    from verification.text import printable as escape
+    from verification.core.text import printable as escape
 
     return escape(str(text))
 

@@ -69,7 +69,7 @@ def evidence_export() -> None:
         import tempfile
         from pathlib import Path
 
-        from verification.export import export_case, publish_export
+        from verification.exports import export_case, publish_export
 
         params = params or {}
         context = get_current_context()

@@ -10,7 +10,7 @@ Every night, prove that every preserved original is still the byte sequence rece
    new record; the old record and its events stay.
 3. **checkpoint**: a signed Merkle root over every chain head, copied write-once to
    `checkpoints/<created_at>.json` in the bucket, then time-stamped when
-   `verification.timestamps` is installed.
+   `verification.ledger.timestamps` is installed.
 4. **verdict**: fails the run, after everything above is recorded, when an original failed its
    check, is missing or could not be read at all (`not-run` is never a pass), when an item could
    not be reprocessed, or when a batch did not finish. The DAG's `on_failure_callback`
@@ -61,7 +61,7 @@ def evidence_nightly() -> None:
     @task
     def list_items(params: dict[str, Any] | None = None) -> list[list[str]]:
         """Every item with a preserved original, in batches."""
-        from verification import fixity
+        from verification.pipeline import fixity
 
         ctx = open_evidence_context(get_current_context())
         items = fixity.vault_items(ctx)
@@ -71,7 +71,7 @@ def evidence_nightly() -> None:
     @task
     def check_fixity(batch: list[str]) -> dict[str, Any]:
         """Fixity of one batch; returns the counts and the results that are not success."""
-        from verification import fixity
+        from verification.pipeline import fixity
 
         context = get_current_context()
         ctx = open_evidence_context(context)
@@ -84,7 +84,8 @@ def evidence_nightly() -> None:
     @task
     def list_stale(params: dict[str, Any] | None = None) -> list[list[str]]:
         """Items whose record predates the current pipeline version, in batches."""
-        from verification import fixity, pipeline
+        from verification import pipeline
+        from verification.pipeline import fixity
 
         if not (params or {}).get("reprocess", True):
             return []
@@ -107,7 +108,7 @@ def evidence_nightly() -> None:
     @task(trigger_rule="all_done")
     def checkpoint() -> dict[str, Any]:
         """Sign and store a checkpoint over every chain head (after fixity and reprocessing)."""
-        from verification import fixity
+        from verification.pipeline import fixity
 
         return fixity.checkpoint_and_stamp(open_evidence_context(get_current_context()))
 

@@ -7,8 +7,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from verification.config import Settings, load_settings
-from verification.custody import initialise_ledger
+from verification.core.config import Settings, load_settings
+from verification.ledger.custody import initialise_ledger
 from verification.pipeline import Context, open_context
 from verification.storage import ObjectStore
 
@@ -26,7 +26,7 @@ def init_context(settings: Settings, store: ObjectStore | None = None, **kw: Any
 
 def photo(seed: int = 1, **exif: Any) -> bytes:
     """A synthetic JPEG with EXIF (camera, time, offset, GPS) as the demo builds them."""
-    from verification.samples import exif_bytes, jpeg, scene
+    from verification.media.samples import exif_bytes, jpeg, scene
 
     return jpeg(scene(seed, size=(640, 480)), exif_bytes(**exif) if exif else None)
 

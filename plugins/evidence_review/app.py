@@ -32,10 +32,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from evidence_review import security, views
 from verification import review
-from verification.export import ExportError
+from verification.core.text import printable
+from verification.exports import ExportError
 from verification.pipeline import Context, derivative_key
-from verification.report import item_report
-from verification.text import printable
+from verification.pipeline.records import item_report
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ BASE_CSP = (
 
 def open_default_context() -> Context:
     """The pipeline context from ``EVIDENCE_*`` settings of the API server's environment."""
-    from verification.config import load_settings
+    from verification.core.config import load_settings
     from verification.pipeline import open_context
 
     return open_context(load_settings())

@@ -1,6 +1,6 @@
 """Shaping report data for the templates: tables, the comparison of claims, the offline map.
 
-Pure functions over the plain dicts that ``verification.report.item_report`` returns; every
+Pure functions over the plain dicts that ``verification.pipeline.records.item_report`` returns; every
 value stays a plain string or number, and the templates (autoescaped) do all the escaping.
 """
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from verification.findings import SEVERITY_ORDER
-from verification.geo import gps_text, usable_position
+from verification.core.findings import SEVERITY_ORDER
+from verification.media.gps import gps_text, usable_position
 
 MAP_WIDTH, MAP_HEIGHT = 360, 220
 MIN_SPAN_DEG = 0.02
@@ -159,7 +159,7 @@ def image_derivatives(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 def agent_names(agents: Iterable[Mapping[str, Any]]) -> str:
     """Who acted: people and operators by name, software with its version, Airflow tasks by DAG,
     run, task, try and map index (escaped by the template)."""
-    from verification.custody import describe_agent
+    from verification.ledger.custody import describe_agent
 
     return "; ".join(describe_agent(agent) for agent in agents)
 

@@ -64,9 +64,9 @@ def evidence_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     home = root / "demo"
     from tests.helpers import photo
     from verification import pipeline
-    from verification.claims import Claims
-    from verification.config import load_settings
-    from verification.intake import submit_file
+    from verification.core.claims import Claims
+    from verification.core.config import load_settings
+    from verification.pipeline.submission import submit_file
 
     ctx = pipeline.open_context(load_settings(home=home, workers=1))
     hostile = home / "hostile.jpg"
@@ -306,8 +306,8 @@ def test_exported_html_report_reads_offline(
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
 
-    from verification.config import load_settings
-    from verification.export import case_items
+    from verification.core.config import load_settings
+    from verification.exports import case_items
     from verification.pipeline import open_context
 
     ctx = open_context(load_settings(home=evidence_home["home"], workers=1))

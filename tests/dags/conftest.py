@@ -16,9 +16,9 @@ from tests.integration.airflow_support import (
     run_dag,
     s3_connection,
 )
-from verification.claims import Claims
-from verification.intake import Submitted, submit_file
+from verification.core.claims import Claims
 from verification.pipeline import Context
+from verification.pipeline.submission import Submitted, submit_file
 from verification.storage import ObjectStore
 
 

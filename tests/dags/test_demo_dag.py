@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers import make_settings
 from verification import pipeline
-from verification.demo import demo_settings, run_demo
+from verification.cli.demo import demo_settings, run_demo
 
 
 @pytest.mark.integration

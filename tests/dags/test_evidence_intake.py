@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from tests.dags.conftest import Evidence
 from tests.helpers import photo
-from verification.db import Event, Item, Record, Submission
+from verification.ledger.models import Event, Item, Record, Submission
 
 pytestmark = [pytest.mark.airflow, pytest.mark.integration]
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from tests.dags.conftest import Evidence
 from tests.helpers import photo
-from verification.db import Checkpoint, Event, Item, Record
+from verification.ledger.models import Checkpoint, Event, Item, Record
 from verification.pipeline import ingest, pipeline_version, vault_key
 from verification.storage.local import LocalStore
 

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 from scripts.airflow_stack import Stack, StackError, free_port
-from verification.claims import Claims
-from verification.config import load_settings
-from verification.intake import Submitted, submit_file
+from verification.core.claims import Claims
+from verification.core.config import load_settings
 from verification.pipeline import Context, open_context
+from verification.pipeline.submission import Submitted, submit_file
 from verification.storage import ObjectStore
 
 FINAL = {"success", "failed"}

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from verification.custody import Ledger
-from verification.db import Item, make_engine, migrate, utcnow
-from verification.signing import create_key, load_key
+from verification.ledger.custody import Ledger
+from verification.ledger.models import Item, make_engine, migrate, utcnow
+from verification.ledger.signing import create_key, load_key
 
 SHA = "c" * 64
 PROCESSES = 8

@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 
 from tests.helpers import init_context, make_settings, photo
 from verification import pipeline
-from verification.claims import Claims
-from verification.db import Event, Item, Record, Submission
-from verification.intake import submit_file
+from verification.core.claims import Claims
+from verification.ledger.models import Event, Item, Record, Submission
 from verification.pipeline import vault_key
+from verification.pipeline.submission import submit_file
 from verification.storage.s3 import S3Store
 
 KYIV = (50.4501, 30.5234, 179.0)
@@ -130,7 +130,7 @@ def test_escape_sequences_in_an_s3_key_are_shown_escaped(
     """A key with a clear-screen sequence and a carriage return reaches the CLI table, stderr
     and every log record escaped: it cannot clear the operator's screen or forge a log line.
     (moto's server refuses a newline in a key, which S3 accepts; the local-store tests cover it.)"""
-    from verification.cli import main
+    from verification.cli.main import main
 
     caplog.set_level(logging.DEBUG, logger="verification")
     for name, value in {
@@ -281,7 +281,7 @@ def cut(conn, cursor, statement, parameters, context, executemany):
             time.sleep(0.05)
 
 
-from verification.cli import main
+from verification.cli.main import main
 sys.exit(main(sys.argv[3:]))
 """
 

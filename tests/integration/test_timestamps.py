@@ -14,11 +14,16 @@ import pytest
 from tests.conftest import free_port
 from tests.helpers import init_context, make_settings, photo
 from verification import pipeline
-from verification.claims import Claims
-from verification.export import export_case
-from verification.intake import submit_file
-from verification.timestamps import TimestampError, request_token, stamp_pending, verify_token
-from verification.verify_export import verify_export
+from verification.core.claims import Claims
+from verification.exports import export_case
+from verification.exports.verify import verify_export
+from verification.ledger.timestamps import (
+    TimestampError,
+    request_token,
+    stamp_pending,
+    verify_token,
+)
+from verification.pipeline.submission import submit_file
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from tests.helpers import init_context, make_settings, photo
 from verification import pipeline
-from verification.claims import Claims
-from verification.intake import submit_file
+from verification.core.claims import Claims
 from verification.pipeline import Context
+from verification.pipeline.submission import submit_file
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGINS = REPO / "plugins"

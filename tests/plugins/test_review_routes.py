@@ -17,8 +17,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tests.plugins.evidence_fixtures import KYIV, LAGOS, XSS, Evidence, build_evidence
-from verification.custody import verify_chain
-from verification.db import Event, Item, Record
+from verification.ledger.custody import verify_chain
+from verification.ledger.models import Event, Item, Record
 
 ORIGIN = "http://testserver"
 CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
@@ -295,9 +295,9 @@ def test_configured_tile_server_renders_a_tile(
 def test_near_duplicates_listed_earliest_first(tmp_path: Path, make_client: Any) -> None:
     """A resized, recompressed copy lists the earlier original with its thumbnail and distance."""
     from verification import pipeline
-    from verification.claims import Claims
-    from verification.intake import submit_file
-    from verification.samples import jpeg, scene
+    from verification.core.claims import Claims
+    from verification.media.samples import jpeg, scene
+    from verification.pipeline.submission import submit_file
 
     evidence = build_evidence(tmp_path / "home")
     copy = tmp_path / "copy.jpg"
@@ -580,7 +580,7 @@ def test_export_json_is_the_export_document(make_client: Any, evidence: Evidence
     assert body["export"]["analyst"] == "analyst"
     assert {entry["sha256"] for entry in body["items"]} == {sha(evidence, n) for n in CASE_B}
     keys = {k["key_id"]: k["pem"] for k in body["public_keys"]}
-    from verification.custody import CustodyEvent
+    from verification.ledger.custody import CustodyEvent
 
     for entry in body["items"]:
         chain = [CustodyEvent.from_dict(e) for e in entry["custody"]]
@@ -592,7 +592,7 @@ def test_export_bagit_is_a_zipped_bag_that_verifies(
     make_client: Any, evidence: Evidence, tmp_path: Path
 ) -> None:
     """format=bagit sends a .zip of the bag directory; unzipped, verify-export accepts it."""
-    from verification.verify_export import verify_export
+    from verification.exports.verify import verify_export
 
     client = make_client("analyst")
     before = heads(evidence, CASE_B)
@@ -711,8 +711,8 @@ def test_failed_submissions_are_shown_until_a_retry_succeeds(
     case, with why; once the next intake processes it, it is gone from both."""
     from tests.helpers import init_context, make_settings, photo
     from verification import pipeline
-    from verification.claims import Claims
-    from verification.intake import submit_file
+    from verification.core.claims import Claims
+    from verification.pipeline.submission import submit_file
 
     ctx = init_context(make_settings(tmp_path / "home"))
     path = tmp_path / "lost.jpg"

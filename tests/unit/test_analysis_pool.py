@@ -25,7 +25,7 @@ from verification.analysis import (
     WorkersUnavailable,
 )
 from verification.analysis.pool import iter_workers, warm_pool, worker_environment
-from verification.claims import Claims
+from verification.core.claims import Claims
 
 REPO = Path(__file__).resolve().parents[2]
 WHEN = datetime(2024, 3, 15, tzinfo=UTC)
@@ -66,8 +66,8 @@ def test_workers_ignore_the_parent_entry_point_and_environment(tmp_path: Path) -
             sys.path.insert(0, {str(REPO)!r})
             from tests.helpers import init_context, make_settings
             from verification import pipeline
-            from verification.claims import Claims
-            from verification.intake import submit_file
+            from verification.core.claims import Claims
+            from verification.pipeline.submission import submit_file
             ctx = init_context(make_settings({str(tmp_path / "home")!r}, workers=2))
             for name in sorted(os.listdir({str(photos)!r})):
                 submit_file(ctx.store, __import__("pathlib").Path({str(photos)!r}) / name, Claims("c"))

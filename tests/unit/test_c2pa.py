@@ -22,7 +22,7 @@ from PIL import Image
 
 from tests.unit import test_c2pa_locate as built
 from verification.checks import run_checks
-from verification.config import Settings
+from verification.core.config import Settings
 from verification.media import analyse
 from verification.media import c2pa as reader
 from verification.media.c2pa import read_c2pa, summarise
@@ -476,7 +476,7 @@ def _c2pa_finding(summary: dict[str, Any], code: str) -> Any:
 
 def test_unreadable_manifest_end_to_end_needs_review(tmp_path: Path, signed_jpeg: bytes) -> None:
     """analyse() + checks: a manifest the SDK cannot read is a warning, never 'consistent'."""
-    from verification.findings import derive_status
+    from verification.core.findings import derive_status
 
     path = _write(tmp_path, _claim_without_algorithm(signed_jpeg))
     result = analyse(path, "jpeg", SETTINGS)

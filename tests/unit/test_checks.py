@@ -13,8 +13,8 @@ from PIL import Image
 
 from verification import checks
 from verification.checks import FINDING_CODES, CheckResult, render_findings_doc, run_checks
-from verification.claims import Claims
-from verification.config import Settings, load_settings
+from verification.core.claims import Claims
+from verification.core.config import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBMITTED = datetime(2025, 4, 1, 12, 0, tzinfo=UTC)
@@ -140,7 +140,7 @@ def test_position_marked_invalid_gives_no_distance_place_or_time_zone(
     settings: Settings, gps: dict[str, Any]
 ) -> None:
     """A block marked valid false (as extraction writes it) is reported and used nowhere."""
-    from verification.geo import mark_validity
+    from verification.media.gps import mark_validity
 
     claims = _claims(lat=MOMBASA[0], lon=MOMBASA[1])
     meta = _metadata(gps=mark_validity(gps), datetime_original="2025-03-20T14:05:00")
@@ -498,8 +498,9 @@ class _Emissions(ast.NodeVisitor):
         helper = self.helpers.get(name or "")
         if helper is None:
             return
-        index, owner = helper  # owner: the module of a method helper (ctx.add), called there
-        if owner is not None and (owner != self.module or not isinstance(func, ast.Attribute)):
+        index, owner = helper  # owner: the package of a method helper (ctx.add), called there
+        in_package = owner is not None and self.module.startswith(owner + "/")
+        if owner is not None and (not in_package or not isinstance(func, ast.Attribute)):
             return
         where = f"{self.module}:{node.lineno}"
         arg = node.args[index] if len(node.args) > index else None
@@ -510,7 +511,7 @@ class _Emissions(ast.NodeVisitor):
         parameter = self._parameter_index(arg)
         if parameter is not None:  # a helper handing its own parameter on: learn it
             assert self._function is not None
-            owner = self.module if self._in_class else None
+            owner = self.module.rsplit("/", 1)[0] if self._in_class else None
             self.new_helpers[self._function.name] = (parameter, owner)
             return
         codes = self._resolve(arg)

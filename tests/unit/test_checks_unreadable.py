@@ -13,11 +13,11 @@ from sqlalchemy.orm import Session
 from tests.helpers import init_context, make_settings, photo
 from verification import pipeline
 from verification.checks import CheckResult, run_checks
-from verification.claims import Claims
-from verification.config import Settings, load_settings
-from verification.db import Record
-from verification.intake import submit_file
+from verification.core.claims import Claims
+from verification.core.config import Settings, load_settings
+from verification.ledger.models import Record
 from verification.media._model import empty_metadata
+from verification.pipeline.submission import submit_file
 
 SUBMITTED = datetime(2025, 4, 1, 12, 0, tzinfo=UTC)
 ABSENCES = {"no-location-in-file", "no-capture-time", "metadata-stripped"}

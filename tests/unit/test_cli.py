@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import text
 
 from tests.helpers import photo
-from verification.cli import main
-from verification.db import make_engine
+from verification.cli.main import main
+from verification.ledger.models import make_engine
 from verification.pipeline import FAULT_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -302,8 +302,8 @@ def test_exif_key_and_agent_strings_are_printed_escaped(
 ) -> None:
     """An ESC sequence, a newline and a bidi override in EXIF strings, in an object key and in
     the operator's name reach the screen and the log escaped, in every command that shows them."""
-    from verification.config import load_settings
-    from verification.samples import exif_bytes, jpeg, scene
+    from verification.core.config import load_settings
+    from verification.media.samples import exif_bytes, jpeg, scene
     from verification.storage import open_store
 
     caplog.set_level(logging.DEBUG, logger="verification")

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from verification import resources
-from verification.claims import (
+from verification.core import resources
+from verification.core.claims import (
     Claims,
     InvalidClaim,
     claims_from_metadata,
     parse_location,
     parse_time,
 )
-from verification.config import ConfigurationError, load_settings, render_configuration_doc
-from verification.resources import MIB
+from verification.core.config import ConfigurationError, load_settings, render_configuration_doc
+from verification.core.resources import MIB
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,9 +8,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from verification.custody import GENESIS, CustodyEvent, Ledger, merkle_root, verify_chain
-from verification.db import Item, make_engine, migrate, utcnow
-from verification.signing import create_key
+from verification.ledger.checkpoints import merkle_root
+from verification.ledger.custody import GENESIS, CustodyEvent, Ledger, verify_chain
+from verification.ledger.models import Item, make_engine, migrate, utcnow
+from verification.ledger.signing import create_key
 
 SHA = "a" * 64
 
@@ -179,7 +180,7 @@ def test_merkle_root_depends_on_every_head() -> None:
 
 def test_agents_are_described_by_what_identifies_them() -> None:
     """An Airflow task is named by DAG, run, task, map index and try; people by name."""
-    from verification.custody import describe_agent
+    from verification.ledger.custody import describe_agent
 
     task = {
         "type": "execution",

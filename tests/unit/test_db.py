@@ -8,7 +8,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from verification.db import Base, make_engine, migrate
+from verification.ledger.models import Base, make_engine, migrate
 
 
 def _diff(url: str) -> list[object]:

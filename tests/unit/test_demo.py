@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import make_settings
-from verification.demo import run_demo
+from verification.cli.demo import run_demo
 
 
 def test_demo_shows_every_kind_of_result(

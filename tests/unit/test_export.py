@@ -15,16 +15,16 @@ import pytest
 
 from tests.helpers import init_context, make_settings, photo
 from verification import pipeline
-from verification.claims import Claims
-from verification.export import (
+from verification.core.claims import Claims
+from verification.exports import (
     ExportError,
     RedactionUnsupported,
     export_case,
     redact_bytes,
 )
-from verification.intake import submit_file
+from verification.exports.verify import verify_export
 from verification.pipeline import Context, vault_key
-from verification.verify_export import verify_export
+from verification.pipeline.submission import submit_file
 
 KYIV = (50.4501, 30.5234, 179.0)
 SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "export-schema.json"
@@ -174,7 +174,7 @@ def test_corrupted_vault_copy_stops_the_export(ctx: Context, tmp_path: Path) -> 
 
 
 def _case(ctx: Context, case: str) -> list[str]:
-    from verification.export import case_items
+    from verification.exports import case_items
 
     return case_items(ctx.engine, case)
 
@@ -217,7 +217,7 @@ XMP = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/></x:xmpmeta>'
 
 def jpeg_with_everything() -> bytes:
     """A JPEG with EXIF (GPS, serial, owner), XMP, a comment and a trailer after EOI."""
-    from verification.samples import jpeg, scene
+    from verification.media.samples import jpeg, scene
 
     data = jpeg(scene(5, size=(320, 240)), sensitive_exif())
     xmp = b"http://ns.adobe.com/xap/1.0/\x00" + XMP
@@ -270,7 +270,7 @@ def test_png_redaction_drops_text_and_exif_chunks() -> None:
     """PNG eXIf and text chunks are dropped byte-wise, pixels unchanged."""
     from PIL import PngImagePlugin
 
-    from verification.samples import scene
+    from verification.media.samples import scene
 
     info = PngImagePlugin.PngInfo()
     info.add_text("Author", "Owner Person")
@@ -284,7 +284,7 @@ def test_png_redaction_drops_text_and_exif_chunks() -> None:
 
 def test_webp_redaction_drops_exif_and_xmp_chunks() -> None:
     """WebP EXIF and XMP chunks are dropped and the container stays valid."""
-    from verification.samples import scene
+    from verification.media.samples import scene
 
     out = io.BytesIO()
     scene(7, size=(64, 48)).save(out, format="WEBP", lossless=True, exif=sensitive_exif(), xmp=XMP)
@@ -296,7 +296,7 @@ def test_webp_redaction_drops_exif_and_xmp_chunks() -> None:
 
 def test_tiff_redaction_resaves_pixels_without_tags() -> None:
     """TIFF is re-saved losslessly without its GPS, serial and owner tags."""
-    from verification.samples import scene
+    from verification.media.samples import scene
 
     out = io.BytesIO()
     scene(8, size=(64, 48)).save(out, format="TIFF", exif=sensitive_exif())
@@ -343,7 +343,7 @@ def test_redacting_twice_records_one_redaction_event(ctx: Context, tmp_path: Pat
 
 def hostile_case(ctx: Context, tmp_path: Path) -> str:
     """A photo whose EXIF and claims carry markup, as an attacker would send."""
-    from verification.samples import exif_bytes, jpeg, scene
+    from verification.media.samples import exif_bytes, jpeg, scene
 
     data = jpeg(
         scene(9, size=(320, 240)),
@@ -396,8 +396,8 @@ def test_json_export_validates_against_the_schema(ctx: Context, tmp_path: Path) 
 
 def test_json_export_chains_verify_offline(ctx: Context, tmp_path: Path) -> None:
     """The chains and keys in a JSON export verify without the database."""
-    from verification.custody import CustodyEvent, verify_chain
-    from verification.signing import key_id
+    from verification.ledger.custody import CustodyEvent, verify_chain
+    from verification.ledger.signing import key_id
 
     document = json.loads(export_case(ctx, "case-1", "json", tmp_path / "out", "Ana").read_text())
     keys = {key_id(k["pem"]): k["pem"] for k in document["public_keys"]}
@@ -410,7 +410,7 @@ def bad_gps_photo(seed: int, tag: int, value: object) -> bytes:
     """A photo whose EXIF GPS holds one bad value (latitude 123, or hemisphere 'X')."""
     from PIL import Image
 
-    from verification.samples import exif_bytes, jpeg, scene
+    from verification.media.samples import exif_bytes, jpeg, scene
 
     exif = Image.Exif()
     exif.load(exif_bytes(taken="2024:03:14 11:20:05", offset="+02:00", gps=KYIV))
@@ -420,7 +420,7 @@ def bad_gps_photo(seed: int, tag: int, value: object) -> bytes:
 
 def test_unusable_gps_reaches_no_export_report_or_distance(ctx: Context, tmp_path: Path) -> None:
     """Latitude 123 and ref 'X': flagged, no lat/lon, no distance or place, none in any export."""
-    from verification.report import item_report, render_item_text
+    from verification.pipeline.records import item_report, render_item_text
 
     photos = {
         "lat-123.jpg": bad_gps_photo(20, 2, (Fraction(123), Fraction(0), Fraction(0))),
@@ -456,7 +456,7 @@ def test_unusable_gps_reaches_no_export_report_or_distance(ctx: Context, tmp_pat
 
 
 def run_cli(settings: object, argv: list[str]) -> int:
-    from verification.export_cli import register
+    from verification.cli.exports import register
 
     parser = argparse.ArgumentParser(prog="evidence")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -485,7 +485,7 @@ def test_cli_exports_and_verifies(
 
 
 def test_extension_module_is_registered() -> None:
-    """The export commands are contributed through verification.extensions."""
-    from verification.extensions import MODULES
+    """The export commands are contributed through verification.cli.extensions."""
+    from verification.cli.extensions import MODULES
 
-    assert "verification.export_cli" in MODULES
+    assert "verification.cli.exports" in MODULES

@@ -14,11 +14,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tests.helpers import init_context, make_settings, photo
-from verification import fixity
-from verification.claims import Claims
-from verification.db import Checkpoint, Event, Item
-from verification.intake import submit_file
-from verification.pipeline import Context, ingest, vault_key
+from verification.cli import fixity as fixity_cli
+from verification.cli.extensions import Handler
+from verification.core.claims import Claims
+from verification.ledger.models import Checkpoint, Event, Item
+from verification.pipeline import Context, fixity, ingest, vault_key
+from verification.pipeline.submission import submit_file
 from verification.storage import StoreUnavailable
 from verification.storage.local import LocalStore
 
@@ -133,8 +134,8 @@ def test_checkpoint_is_stored_write_once_in_the_bucket(ctx: Context) -> None:
 def test_cli_command_exits_1_on_a_problem(ctx: Context, capsys: pytest.CaptureFixture[str]) -> None:
     """`evidence fixity` prints a table and exits 1 when an original is missing."""
     parser = argparse.ArgumentParser()
-    commands: dict[str, fixity.Handler] = {}
-    fixity.register(parser.add_subparsers(dest="command"), commands)
+    commands: dict[str, Handler] = {}
+    fixity_cli.register(parser.add_subparsers(dest="command"), commands)
     args = parser.parse_args(["fixity", "--run-id", "cli-1"])
     assert commands["fixity"](ctx.settings, args) == 0
     _vault_file(ctx, _items(ctx)[1]).unlink()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from verification.formats import describe, identify
+from verification.core.formats import describe, identify
 
 HEADS = {
     "jpeg": b"\xff\xd8\xff\xe0\x00\x10JFIF\x00",

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from verification import geo
-from verification.checks import run_checks
-from verification.claims import Claims
-from verification.config import Settings, load_settings
+from verification.checks import geo, run_checks
+from verification.core.claims import Claims
+from verification.core.config import Settings, load_settings
+from verification.media import gps as gps_block
 
 PARIS = (48.8566, 2.3522)
 NAIROBI = (-1.2921, 36.8219)
@@ -30,7 +30,7 @@ def settings() -> Settings:
 
 
 def _codes(gps: dict[str, Any] | None) -> list[str]:
-    return [f.code for f in geo.validate_gps(gps)]
+    return [f.code for f in gps_block.validate_gps(gps)]
 
 
 # --- validate_gps ----------------------------------------------------------------------------
@@ -38,13 +38,13 @@ def _codes(gps: dict[str, Any] | None) -> list[str]:
 
 def test_absent_gps_yields_no_findings() -> None:
     """No GPS block is not a GPS problem (no-location-in-file is the check step's job)."""
-    assert geo.validate_gps(None) == []
+    assert gps_block.validate_gps(None) == []
 
 
 def test_sane_gps_yields_no_findings() -> None:
     """A normal position with matching refs and a ground altitude passes."""
     gps = {"lat": -1.29, "lon": 36.82, "alt": 1795.0, "lat_ref": "S", "lon_ref": "E"}
-    assert geo.validate_gps(gps) == []
+    assert gps_block.validate_gps(gps) == []
 
 
 @pytest.mark.parametrize(
@@ -91,7 +91,7 @@ def test_pole_or_antimeridian_exact_values_are_placeholders() -> None:
 @pytest.mark.parametrize("alt", [-600.0, 9500.0, "high", float("inf")])
 def test_implausible_altitude_is_flagged(alt: Any) -> None:
     """Altitudes outside -500..9000 m (or not numbers) are a warning."""
-    findings = geo.validate_gps({"lat": 10.0, "lon": 20.0, "alt": alt})
+    findings = gps_block.validate_gps({"lat": 10.0, "lon": 20.0, "alt": alt})
     assert [f.code for f in findings] == ["gps-altitude-implausible"]
     assert findings[0].severity == "warning"
 
@@ -99,7 +99,7 @@ def test_implausible_altitude_is_flagged(alt: Any) -> None:
 def test_gps_findings_never_quote_coordinates() -> None:
     """Finding messages name the problem, not the position."""
     gps = {"lat": 33.51234, "lon": 36.27651, "alt": 12000.0, "lat_ref": "S"}
-    for finding in geo.validate_gps(gps):
+    for finding in gps_block.validate_gps(gps):
         assert "33.51" not in finding.message
         assert "36.27" not in finding.message
 
@@ -123,30 +123,32 @@ def test_unusable_position_is_marked_and_moved_out_of_lat_lon(
     gps: dict[str, Any], reason: str
 ) -> None:
     """An unusable block says so and keeps its values only under raw, never in lat/lon."""
-    marked = geo.mark_validity(gps)
+    marked = gps_block.mark_validity(gps)
     assert marked is not None
     assert (marked["lat"], marked["lon"]) == (None, None)
     assert marked["valid"] is False
     assert marked["invalid_reason"] == reason
     assert marked["raw"] == {"lat": gps["lat"], "lon": gps["lon"]}
-    assert geo.usable_position(marked) is None
+    assert gps_block.usable_position(marked) is None
 
 
 def test_marked_block_gives_the_same_findings_and_marks_the_same_again() -> None:
     """Findings are judged on the raw values, and marking twice changes nothing."""
     gps = {**KYIV, "lat_ref": "X"}
-    marked = geo.mark_validity(gps)
+    marked = gps_block.mark_validity(gps)
     assert _codes(marked) == _codes(gps) == ["gps-invalid"]
-    assert geo.mark_validity(marked) == marked
+    assert gps_block.mark_validity(marked) == marked
 
 
 def test_sane_position_is_marked_valid_and_usable() -> None:
     """A sane block keeps lat/lon, gains valid true, and is the usable position."""
-    marked = geo.mark_validity({**KYIV, "alt": 12_000.0})  # an odd altitude is not a bad place
+    marked = gps_block.mark_validity(
+        {**KYIV, "alt": 12_000.0}
+    )  # an odd altitude is not a bad place
     assert marked is not None
     assert (marked["valid"], marked["invalid_reason"], marked["raw"]) == (True, None, None)
-    assert geo.usable_position(marked) == (KYIV["lat"], KYIV["lon"])
-    assert geo.mark_validity(None) is None
+    assert gps_block.usable_position(marked) == (KYIV["lat"], KYIV["lon"])
+    assert gps_block.mark_validity(None) is None
 
 
 @pytest.mark.parametrize(
@@ -156,23 +158,23 @@ def test_sane_position_is_marked_valid_and_usable() -> None:
 )
 def test_unmarked_unusable_block_of_an_older_record_is_no_position(gps: dict[str, Any]) -> None:
     """Records made before the marker: readers still refuse an unusable position."""
-    assert geo.usable_position(gps) is None
+    assert gps_block.usable_position(gps) is None
 
 
 def test_block_marked_invalid_is_no_position_whatever_lat_lon_say() -> None:
     """valid false wins, even if a hand-edited record put numbers back in lat/lon."""
-    assert geo.usable_position({**KYIV, "valid": False}) is None
+    assert gps_block.usable_position({**KYIV, "valid": False}) is None
 
 
 def test_gps_text_shows_a_usable_position_and_never_an_unusable_one() -> None:
     """Reports show lat, lon for a usable block; for an unusable one only why it is unused."""
-    assert geo.gps_text({**KYIV, "source": "exif"}) == "50.450100, 30.523400 (exif)"
+    assert gps_block.gps_text({**KYIV, "source": "exif"}) == "50.450100, 30.523400 (exif)"
     for gps in ({**KYIV, "lat_ref": "X", "source": "exif"}, {**KYIV, "lat": 123.0}):
-        for block in (gps, geo.mark_validity(gps)):
-            text = geo.gps_text(block) or ""
+        for block in (gps, gps_block.mark_validity(gps)):
+            text = gps_block.gps_text(block) or ""
             assert text.startswith("unusable, not used (gps-invalid")
             assert "50.45" not in text and "30.52" not in text and "123" not in text
-    assert geo.gps_text(None) is None
+    assert gps_block.gps_text(None) is None
 
 
 # --- distance --------------------------------------------------------------------------------

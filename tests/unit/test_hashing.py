@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from verification.hashing import CHUNK_SIZE, hash_stream, sha256_stream
+from verification.core.hashing import CHUNK_SIZE, hash_stream, sha256_stream
 
 
 class CountingReader(io.BytesIO):

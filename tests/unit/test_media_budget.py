@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from tests.helpers import zero_png
-from verification.config import AnalysisOptions, Settings
+from verification.core.config import AnalysisOptions, Settings
 from verification.media import analyse, budget
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +33,7 @@ def _analyse_in_child(path: Path, fmt: str) -> dict[str, object]:
         """
         import json, sys
         from pathlib import Path
-        from verification.config import Settings
+        from verification.core.config import Settings
         from verification.media import analyse
         result = analyse(Path(sys.argv[1]), sys.argv[2], Settings())
         with open("/proc/self/status") as status:

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image
 
-from verification.config import Settings
-from verification.findings import derive_status
+from verification.core.config import Settings
+from verification.core.findings import derive_status
 from verification.media import MediaAnalysis, analyse, ifd
 
 SETTINGS = Settings()

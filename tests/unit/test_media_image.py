@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from verification.config import Settings
+from verification.core.config import Settings
 from verification.media import MEDIA_VERSION, analyse
 from verification.media import exif as exif_norm
 from verification.media.hashes import hamming
@@ -287,7 +287,7 @@ def _avif(path: Path, image: Image.Image, **params: object) -> Path:
 
 def test_avif_is_identified_decoded_and_hashed(tmp_path: Path) -> None:
     """An AVIF photo is identified by its brand, decoded, hashed and thumbnailed."""
-    from verification.formats import describe
+    from verification.core.formats import describe
 
     path = _avif(tmp_path / "a.avif", _photo())
     info = describe(path.read_bytes()[:64], path.name)

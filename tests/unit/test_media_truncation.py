@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from verification.config import Settings
+from verification.core.config import Settings
 from verification.media import analyse, truncation
 
 SETTINGS = Settings()

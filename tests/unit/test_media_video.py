@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from verification.config import Settings
+from verification.core.config import Settings
 from verification.media import analyse, boxes
 from verification.media.video_worker import FAULT_ENV
 

@@ -13,10 +13,10 @@ from sqlalchemy.orm import Session
 
 from tests.helpers import MIB, init_context, make_settings, photo, zero_png
 from verification import pipeline
-from verification.claims import Claims
-from verification.db import DuplicateLink, Event, Item, Record, Submission
-from verification.intake import submit_file
+from verification.core.claims import Claims
+from verification.ledger.models import DuplicateLink, Event, Item, Record, Submission
 from verification.pipeline import Context, vault_key
+from verification.pipeline.submission import submit_file
 from verification.storage.local import LocalStore
 
 KYIV = (50.4501, 30.5234, 179.0)
@@ -210,7 +210,7 @@ def test_sidecar_claims_are_read(ctx: Context, tmp_path: Path) -> None:
 
 def test_near_duplicate_links_to_the_earlier_copy(ctx: Context, tmp_path: Path) -> None:
     """A resized, recompressed copy is linked to the earlier item in both directions."""
-    from verification.samples import scene
+    from verification.media.samples import scene
 
     original, small = io.BytesIO(), io.BytesIO()
     scene(11).save(original, "JPEG", quality=90)

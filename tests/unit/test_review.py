@@ -13,7 +13,7 @@ from sqlalchemy import insert
 
 from tests.helpers import init_context, make_settings
 from verification import review
-from verification.db import Item, ItemFinding
+from verification.ledger.models import Item, ItemFinding
 from verification.pipeline import Context
 from verification.review import QueueFilters
 

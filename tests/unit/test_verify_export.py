@@ -12,11 +12,12 @@ import pytest
 
 from tests.helpers import init_context, make_settings, photo
 from verification import pipeline
-from verification.claims import Claims
-from verification.custody import merkle_root
-from verification.export import export_case
-from verification.intake import submit_file
-from verification.verify_export import inclusion_proof, root_from_proof, verify_export
+from verification.core.claims import Claims
+from verification.exports import export_case
+from verification.exports.layout import inclusion_proof, root_from_proof
+from verification.exports.verify import verify_export
+from verification.ledger.checkpoints import merkle_root
+from verification.pipeline.submission import submit_file
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +217,7 @@ def test_cli_exit_1_prints_the_first_failure(bag: Path, capsys: pytest.CaptureFi
     """`evidence verify-export` exits 1 and prints the failure."""
     import argparse
 
-    from verification.export_cli import cmd_verify_export
+    from verification.cli.exports import cmd_verify_export
 
     (bag / "manifest-sha512.txt").unlink()
     code = cmd_verify_export(None, argparse.Namespace(path=bag, tsa_roots=None))

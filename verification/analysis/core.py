@@ -13,9 +13,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from verification.analysis.options import AnalysisOptions
-from verification.claims import Claims
-from verification.findings import Finding
-from verification.formats import HEAD_SIZE, describe
+from verification.core.claims import Claims
+from verification.core.findings import Finding
+from verification.core.formats import HEAD_SIZE, describe
 from verification.media._model import Derivative
 
 

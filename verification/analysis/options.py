@@ -1,7 +1,7 @@
-"""The settings an analysis needs (defined beside :class:`~verification.config.Settings`)."""
+"""The settings an analysis needs (defined beside :class:`~verification.core.config.Settings`)."""
 
 from __future__ import annotations
 
-from verification.config import AnalysisOptions
+from verification.core.config import AnalysisOptions
 
 __all__ = ["AnalysisOptions"]

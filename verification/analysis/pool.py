@@ -40,7 +40,7 @@ import verification
 from verification.analysis import wire
 from verification.analysis.core import AnalysisJob, FileAnalysis
 from verification.analysis.options import AnalysisOptions
-from verification.text import printable
+from verification.core.text import printable
 
 log = logging.getLogger(__name__)
 

@@ -92,8 +92,8 @@ def _out_of_memory_reason(limit: int | None) -> str:
 def _self_test(options: Any, fault: str, out_of_memory: str) -> str | None:
     """Analyse a small built-in photo; a worker that cannot is broken, whatever the files are."""
     from verification.analysis.core import AnalysisJob, analyse_file
-    from verification.claims import Claims
-    from verification.samples import exif_bytes, jpeg, scene
+    from verification.core.claims import Claims
+    from verification.media.samples import exif_bytes, jpeg, scene
 
     _injected_fault(fault, CANARY_KEY)
     try:

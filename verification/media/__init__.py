@@ -15,7 +15,7 @@ import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from verification.findings import Finding
+from verification.core.findings import Finding
 from verification.media._model import (
     MEDIA_VERSION,
     Derivative,
@@ -29,7 +29,7 @@ from verification.media._model import (
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from verification.config import AnalysisOptions as Settings
+    from verification.core.config import AnalysisOptions as Settings
 
 __all__ = [
     "IMAGE_FORMATS",

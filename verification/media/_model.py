@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from verification.findings import Finding
+from verification.core.findings import Finding
 
 MEDIA_VERSION = "3"
 """Bump when extraction output changes; the nightly DAG reprocesses older records."""

@@ -16,11 +16,11 @@ import math
 import struct
 from dataclasses import dataclass
 
-from verification.findings import Finding
+from verification.core.config import DECODE_BUDGET_BYTES as DECODE_BUDGET_BYTES
+from verification.core.findings import Finding
 
-DECODE_BUDGET_BYTES = 512 * 1024 * 1024
-"""Default peak bytes of pixel memory one image may take to decode and scale; larger ones are
-refused. The pipeline passes ``EVIDENCE_DECODE_BUDGET_MB`` instead (same default)."""
+# DECODE_BUDGET_BYTES: default peak bytes of pixel memory one image may take to decode and scale;
+# larger ones are refused. The pipeline passes ``EVIDENCE_DECODE_BUDGET_MB`` (same default).
 
 # Full-size copies a decoder holds besides Pillow's own image, measured with
 # `python -m bench memory` (peak RSS over Pillow's pixel storage: WebP 4.0x, HEIF 2.0x,

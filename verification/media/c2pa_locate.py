@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Literal
 from xml.sax.saxutils import unescape
 
-from verification.formats import identify
+from verification.core.formats import identify
 from verification.media import boxes
 
 C2PA_UUID = bytes.fromhex("d8fec3d61b0e483c92975828877ec481")

@@ -12,7 +12,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from verification import geo
+from verification.media import gps
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def _ref(tags: dict[str, Any], key: str) -> str | None:
 def normalise_gps(tags: dict[str, Any]) -> dict[str, Any] | None:
     """Signed decimal degrees, altitude, GPS time and direction; None without coordinates.
 
-    The block states its validity (:func:`verification.geo.mark_validity`): an out-of-range
+    The block states its validity (:func:`verification.media.gps.mark_validity`): an out-of-range
     latitude or an unknown hemisphere letter leaves ``lat``/``lon`` empty, ``valid`` false.
     """
     lat = _dms(tag_values(tags, "GPS GPSLatitude"))
@@ -187,7 +187,7 @@ def normalise_gps(tags: dict[str, Any]) -> dict[str, Any] | None:
         lat = -lat
     if lon_ref == "W":
         lon = -lon
-    return geo.mark_validity(
+    return gps.mark_validity(
         {
             "lat": lat,
             "lon": lon,

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 
-from verification.findings import Finding
+from verification.core.findings import Finding
 
 MAX_IFDS = 1024
 MAX_PROBLEMS = 8

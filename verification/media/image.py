@@ -9,6 +9,9 @@ decoded (``image-too-large``) but its metadata is read. Malformed EXIF structure
 (:mod:`verification.media.ifd`). Files that cannot be decoded end as an ``unreadable`` finding
 that says why (truncated, not of the identified format, ...) with whatever metadata could still
 be read.
+
+About 500 lines: one decode path per format family, kept together so the budget, the scaling
+and the hashes are seen applied in one order.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from verification.findings import Finding
-from verification.formats import MIME
+from verification.core.findings import Finding
+from verification.core.formats import MIME
 from verification.media import boxes, budget, exif, hashes, ifd, truncation, xmp
 from verification.media._model import (
     JPEG_MIME,
@@ -44,7 +47,7 @@ if TYPE_CHECKING:
 
     from PIL import Image
 
-    from verification.config import AnalysisOptions as Settings
+    from verification.core.config import AnalysisOptions as Settings
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ MAX_JPEG_SEGMENTS = 64
 JPEG_QUALITY = 85
 TRUNCATED = "truncated: the file ends before the image data is complete"
 
-# Our format names (verification.formats.identify) -> the only Pillow plugin allowed to open
+# Our format names (verification.core.formats.identify) -> the only Pillow plugin allowed to open
 # the file, so a mislabelled file never reaches a decoder nobody expected.
 PILLOW_FORMATS: dict[str, tuple[str, ...]] = {
     "jpeg": ("JPEG",),  # multi-picture files open through the JPEG plugin as "MPO"

@@ -21,10 +21,9 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from verification import geo
-from verification.findings import Finding
-from verification.formats import MIME
-from verification.media import boxes, exif
+from verification.core.findings import Finding
+from verification.core.formats import MIME
+from verification.media import boxes, exif, gps
 from verification.media._model import (
     JPEG_MIME,
     MEDIA_VERSION,
@@ -38,7 +37,7 @@ from verification.media._model import (
 from verification.media.c2pa import library_version, read_c2pa
 
 if TYPE_CHECKING:
-    from verification.config import AnalysisOptions as Settings
+    from verification.core.config import AnalysisOptions as Settings
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +138,7 @@ def container_gps(tags: dict[str, str]) -> dict[str, Any] | None:
     if parsed is None:
         return None
     lat, lon, alt = parsed
-    return geo.mark_validity(
+    return gps.mark_validity(
         {
             "lat": lat,
             "lon": lon,

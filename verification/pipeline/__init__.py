@@ -1,16 +1,20 @@
-"""The pipeline layer: preserve ─> hash ─> identify ─> extract ─> check ─> dedupe ─> record.
+"""The pipeline layer: submit ─> preserve ─> hash ─> identify ─> extract ─> check ─> dedupe ─>
+record, then fixity and reprocessing over the preserved originals.
 
 Owns the flow of a submission through the system, split along the worker boundary:
 
-* the store side (:mod:`.preservation`): read once while hashing, keep write-once in the vault, prove
-  the vault copy, store derivatives; it runs in the process that owns the batch;
+* submitting files to ``incoming/`` (:mod:`.submission`) and the store layout (:mod:`.layout`);
+* the store side (:mod:`.preservation`): read once while hashing, keep write-once in the vault,
+  prove the vault copy, store derivatives; it runs in the process that owns the batch;
 * the analysis (:mod:`verification.analysis`): in worker processes, bytes in, findings out;
 * the recording side (:mod:`.record`, :mod:`.dedupe`): items, submissions, records, duplicate
-  links and custody events in the ledger database;
-* batches (:mod:`.batch`) overlap the three; :mod:`.reprocess` analyses preserved originals again.
+  links and custody events in the ledger database, one transaction per submission;
+* batches (:mod:`.batch`) overlap the three and report (:mod:`.summary`) evidence outcomes apart
+  from pipeline failures; :mod:`.reprocess` analyses preserved originals again; :mod:`.fixity`
+  re-checks them and writes checkpoints; :mod:`.records` reads an item's results back.
 
-It may import the analysis, media, checks, ledger, database and storage modules; the CLI, DAGs,
-exports and the review UI import it, never the other way round.
+It may import the analysis, duplicates, media, checks, ledger, storage and core layers; the
+exports, the review layer, the CLI, the DAGs and the plugin import it, never the other way round.
 """
 
 from __future__ import annotations

@@ -34,8 +34,9 @@ from verification.analysis import (
     WorkersUnavailable,
 )
 from verification.analysis.pool import warm_pool
-from verification.config import Settings
-from verification.db import Submission
+from verification.core.config import Settings
+from verification.core.text import printable
+from verification.ledger.models import Submission
 from verification.pipeline.context import Context
 from verification.pipeline.layout import INCOMING, SIDECAR_SUFFIX
 from verification.pipeline.model import (
@@ -59,7 +60,6 @@ from verification.pipeline.record import (
     stored_key,
 )
 from verification.storage import ObjectInfo, StoreError, key_problem
-from verification.text import printable
 
 log = logging.getLogger(__name__)
 

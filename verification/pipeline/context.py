@@ -6,10 +6,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from verification.config import Settings
-from verification.custody import Ledger
-from verification.db import make_engine
-from verification.signing import load_key
+from verification.core.config import Settings
+from verification.ledger.custody import Ledger
+from verification.ledger.models import make_engine
+from verification.ledger.signing import load_key
 from verification.storage import ObjectStore, open_store
 
 

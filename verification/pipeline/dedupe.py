@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from verification.db import DuplicateLink, PerceptualHash, insert_if_absent, utcnow
+from verification.ledger.models import DuplicateLink, PerceptualHash, insert_if_absent, utcnow
 from verification.pipeline.context import Context
 from verification.pipeline.layout import derivative_key
 from verification.pipeline.model import Analysis

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from verification.analysis import FileAnalysis
-from verification.claims import Claims
-from verification.findings import Finding
-from verification.hashing import Digests
+from verification.core.claims import Claims
+from verification.core.findings import Finding
+from verification.core.hashing import Digests
 from verification.storage import ObjectInfo
 
 # Evidence outcomes: the submission was preserved and recorded with one of these statuses.

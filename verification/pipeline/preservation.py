@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from verification.claims import Claims, InvalidClaim, claims_from_metadata
-from verification.findings import Finding
-from verification.hashing import Digests, hash_stream, sha256_stream
+from verification.core.claims import Claims, InvalidClaim, claims_from_metadata
+from verification.core.findings import Finding
+from verification.core.hashing import Digests, hash_stream, sha256_stream
 from verification.media import Derivative
 from verification.pipeline.layout import (
     MAX_SIDECAR_BYTES,

@@ -16,32 +16,34 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from verification.claims import Claims
-from verification.db import (
-    DuplicateLink,
+from verification.core.claims import Claims
+from verification.core.findings import Finding
+from verification.core.text import printable
+from verification.ledger.models import (
     Item,
     ItemFinding,
-    Record,
     Submission,
     insert_if_absent,
     utcnow,
 )
-from verification.findings import Finding, derive_status
 from verification.pipeline.context import Context
+from verification.pipeline.custody_events import (
+    record_analysis_events,
+    record_preservation,
+)
 from verification.pipeline.dedupe import find_matches, link_duplicates
-from verification.pipeline.layout import case_of, pipeline_version, vault_key
+from verification.pipeline.layout import case_of, vault_key
 from verification.pipeline.model import FAILED, REJECTED, Analysis, Outcome
+from verification.pipeline.record_data import write_record
 from verification.storage import ObjectInfo
-from verification.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +119,7 @@ def _record(
     if done is not None and done.item_sha256:  # someone else recorded it meanwhile
         return _outcome(session, info.key, done.item_sha256)
     sub = _claim_submission(session, analysis)
-    _record_preservation(ctx, session, analysis, sub.id)
+    record_preservation(ctx, session, analysis, sub.id)
     if analysis.error:
         _record_quarantine(ctx, session, analysis, sub.id)
     else:
@@ -405,100 +407,6 @@ def _claim_submission(session: Session, analysis: Analysis) -> Submission:
     return sub
 
 
-def _record_preservation(
-    ctx: Context, session: Session, analysis: Analysis, submission_id: int
-) -> None:
-    info, digests = analysis.info, analysis.digests
-    assert info is not None and digests is not None
-    sha, agents = digests.sha256, ctx.agents
-    claims = analysis.claims.to_dict() if analysis.claims else {}
-    ctx.ledger.append(
-        sha,
-        "ingestion",
-        "success",
-        {
-            "submission": submission_id,
-            "source": f"{ctx.store.url}/{info.key}",
-            "etag": info.etag,
-            "version_id": info.version_id,
-            "received_at": info.last_modified.astimezone(UTC).isoformat(),
-            "claims": claims,
-            "vault_key": vault_key(sha),
-            "vault_version": analysis.vault_version,
-        },
-        step_key=f"ingestion:{info.key}:{info.etag}",
-        agents=agents,
-        session=session,
-    )
-    ctx.ledger.append(
-        sha,
-        "message digest calculation",
-        "success",
-        {**digests.labelled(), "size": digests.size},
-        step_key="digest",
-        agents=agents,
-        session=session,
-    )
-    vault = dict(analysis.vault_check)
-    outcome = vault.pop("outcome", "not-run")
-    ctx.ledger.append(
-        sha,
-        "fixity check",
-        outcome,
-        {"stage": "preservation", **vault},
-        step_key=f"preservation:{info.key}:{info.etag}",
-        agents=agents,
-        session=session,
-    )
-
-
-def record_analysis_events(ctx: Context, session: Session, analysis: Analysis) -> None:
-    """Format identification, metadata extraction and derivative creation events."""
-    assert analysis.digests is not None
-    sha, agents, version = analysis.digests.sha256, ctx.agents, pipeline_version()
-    tools = [
-        {"type": "software", "name": k, "version": v}
-        for k, v in sorted(analysis.extractors.items())
-    ]
-    ctx.ledger.append(
-        sha,
-        "format identification",
-        "success",
-        dict(analysis.format),
-        step_key="format",
-        agents=agents,
-        session=session,
-    )
-    unreadable = any(f.code == "unreadable" for f in analysis.item_findings)
-    ctx.ledger.append(
-        sha,
-        "metadata extraction",
-        "failure" if unreadable else "success",
-        {
-            "pipeline_version": version,
-            "media": dict(analysis.media),
-            "findings": [f.to_dict() for f in analysis.item_findings],
-        },
-        step_key=f"extraction:{version}",
-        agents=[*agents, *tools],
-        session=session,
-    )
-    for derivative in analysis.derivatives:
-        ctx.ledger.append(
-            sha,
-            "creation",
-            "success",
-            {
-                "derivative": derivative["key"],
-                "sha256": derivative["sha256"],
-                "mime": derivative["mime"],
-            },
-            step_key=f"derivative:{derivative['key']}:{derivative['sha256']}",
-            agents=[*agents, {"type": "software", "name": derivative["tool"]}],
-            session=session,
-        )
-
-
 def _record_quarantine(
     ctx: Context, session: Session, analysis: Analysis, submission_id: int
 ) -> None:
@@ -517,188 +425,3 @@ def _record_quarantine(
     finding = Finding("unreadable", "warning", reason, {"stage": analysis.error_stage})
     failed = replace(analysis, item_findings=(finding,), claim_findings=())
     write_record(ctx, session, failed, submission_id)
-
-
-def write_record(ctx: Context, session: Session, analysis: Analysis, submission_id: int) -> str:
-    """Create or update the item's record for this pipeline version in ``session`` (the item
-    locked); returns the status."""
-    assert analysis.digests is not None and analysis.info is not None
-    sha, version = analysis.digests.sha256, pipeline_version()
-    session.flush()  # the duplicate links written just before are read back below
-    record = session.scalar(
-        select(Record).where(Record.item_sha256 == sha, Record.pipeline_version == version)
-    )
-    data = dict(record.data) if record else _new_record(analysis, version)
-    data["submissions"] = _merge_submission(data.get("submissions", []), analysis, submission_id)
-    data["duplicates"] = _linked_duplicates(session, sha)
-    findings = _all_findings(data)
-    status, reasons = derive_status(findings)
-    data.update(findings=[f.to_dict() for f in findings], status=status, status_reasons=reasons)
-    if record is None:
-        session.add(
-            Record(
-                item_sha256=sha,
-                pipeline_version=version,
-                created_at=utcnow(),
-                status=status,
-                data=data,
-            )
-        )
-    else:
-        record.data, record.status = data, status
-    _update_item_summary(session, sha, data, findings, version)
-    _record_validation(ctx, session, analysis, submission_id, status, reasons, findings)
-    return status
-
-
-def _new_record(analysis: Analysis, version: str) -> dict[str, Any]:
-    assert analysis.digests is not None
-    return {
-        "item": analysis.digests.sha256,
-        "pipeline_version": version,
-        "hashes": analysis.digests.to_dict(),
-        "format": dict(analysis.format),
-        "media": dict(analysis.media),
-        "metadata": dict(analysis.metadata),
-        "raw": dict(analysis.raw),
-        "perceptual": dict(analysis.perceptual),
-        "derivatives": [dict(d) for d in analysis.derivatives],
-        "item_findings": [f.to_dict() for f in analysis.item_findings],
-        "extractors": dict(analysis.extractors),
-    }
-
-
-def _merge_submission(
-    existing: list[dict[str, Any]], analysis: Analysis, submission_id: int
-) -> list[dict[str, Any]]:
-    assert analysis.info is not None
-    entry = {
-        "id": submission_id,
-        "key": analysis.key,
-        "etag": analysis.info.etag,
-        "received_at": analysis.info.last_modified.astimezone(UTC).isoformat(),
-        "claims": analysis.claims.to_dict() if analysis.claims else {},
-        "geolocation": dict(analysis.geolocation),
-        "findings": [f.to_dict() for f in analysis.claim_findings],
-    }
-    kept = [s for s in existing if s.get("id") != submission_id]
-    return sorted([*kept, entry], key=lambda s: (s["received_at"], s["id"]))
-
-
-def _linked_duplicates(session: Session, sha: str) -> list[dict[str, Any]]:
-    links = session.execute(
-        select(DuplicateLink, Item.first_seen, Item.case_id)
-        .join(Item, Item.sha256 == DuplicateLink.other_sha256)
-        .where(DuplicateLink.item_sha256 == sha)
-    ).all()
-    out = [
-        {
-            "item": link.other_sha256,
-            "kind": link.kind,
-            "distance": link.distance,
-            "first_seen": first_seen.astimezone(UTC).isoformat()
-            if first_seen.tzinfo
-            else first_seen.replace(tzinfo=UTC).isoformat(),
-            "case_id": case_id,
-        }
-        for link, first_seen, case_id in links
-    ]
-    return sorted(out, key=lambda d: (d["first_seen"], d["distance"]))
-
-
-def _all_findings(data: Mapping[str, Any]) -> list[Finding]:
-    findings = [Finding.from_dict(f) for f in data.get("item_findings", [])]
-    submissions = data.get("submissions", [])
-    for sub in submissions:
-        findings.extend(
-            Finding.from_dict({**f, "evidence": {**f.get("evidence", {}), "submission": sub["id"]}})
-            for f in sub.get("findings", [])
-        )
-    if len(submissions) > 1:
-        first = submissions[0]
-        findings.append(
-            Finding(
-                "exact-duplicate",
-                "warning",
-                f"the same bytes were submitted {len(submissions)} times; first as {first['key']}",
-                {
-                    "submissions": [s["id"] for s in submissions],
-                    "keys": [s["key"] for s in submissions],
-                },
-            )
-        )
-    findings.extend(_duplicate_findings(data.get("duplicates", []), data))
-    return findings
-
-
-def _duplicate_findings(duplicates: list[dict[str, Any]], data: Mapping[str, Any]) -> list[Finding]:
-    if not duplicates:
-        return []
-    earliest = duplicates[0]
-    mine = data.get("submissions", [{}])[0].get("received_at", "")
-    older = earliest["first_seen"] < mine
-    message = (
-        f"near-duplicate of {len(duplicates)} item(s); earliest copy {earliest['item'][:12]} "
-        f"seen {earliest['first_seen'][:10]} in case {earliest['case_id']}"
-    )
-    return [
-        Finding(
-            "near-duplicate",
-            "warning",
-            message + (" (older than this submission)" if older else ""),
-            {
-                "earliest": earliest["item"],
-                "matches": [d["item"] for d in duplicates],
-                "older": older,
-            },
-        )
-    ]
-
-
-def _update_item_summary(
-    session: Session, sha: str, data: Mapping[str, Any], findings: list[Finding], version: str
-) -> None:
-    item = session.get(Item, sha)
-    assert item is not None
-    geo = (data.get("submissions") or [{}])[0].get("geolocation", {})
-    place = geo.get("place") or {}
-    item.status = data["status"]
-    item.capture_time = geo.get("capture_time") or (data.get("metadata") or {}).get(
-        "datetime_original"
-    )
-    item.place = ", ".join(p for p in (place.get("name"), place.get("country_code")) if p) or None
-    item.record_version = version
-    session.execute(delete(ItemFinding).where(ItemFinding.item_sha256 == sha))
-    severities: dict[str, str] = {}
-    for f in findings:
-        severities.setdefault(f.code, f.severity)
-    for code, severity in severities.items():
-        session.add(ItemFinding(item_sha256=sha, code=code, severity=severity))
-
-
-def _record_validation(
-    ctx: Context,
-    session: Session,
-    analysis: Analysis,
-    submission_id: int,
-    status: str,
-    reasons: list[str],
-    findings: list[Finding],
-) -> None:
-    assert analysis.digests is not None and analysis.info is not None
-    outcome: Literal["success", "warning"] = "success" if status == "consistent" else "warning"
-    ctx.ledger.append(
-        analysis.digests.sha256,
-        "validation",
-        outcome,
-        {
-            "pipeline_version": pipeline_version(),
-            "submission": submission_id,
-            "status": status,
-            "status_reasons": reasons,
-            "findings": sorted({f.code for f in findings}),
-        },
-        step_key=f"validation:{pipeline_version()}:{analysis.info.key}:{analysis.info.etag}",
-        agents=ctx.agents,
-        session=session,
-    )

@@ -18,9 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from verification.analysis import AnalysisJob, AnalysisPool, FileFailed
-from verification.claims import Claims, parse_time
-from verification.db import Item, Submission
-from verification.hashing import hash_stream
+from verification.core.claims import Claims, parse_time
+from verification.core.hashing import hash_stream
+from verification.core.text import printable
+from verification.ledger.models import Item, Submission
 from verification.pipeline.batch import analysis_pool
 from verification.pipeline.context import Context
 from verification.pipeline.layout import case_of, pipeline_version, vault_key
@@ -28,7 +29,6 @@ from verification.pipeline.model import FAILED, Analysis, Outcome, reason, with_
 from verification.pipeline.preservation import PreservationError, store_derivatives
 from verification.pipeline.record import record_reanalysis
 from verification.storage import ObjectInfo, StoreError
-from verification.text import printable
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from verification.core.text import printable
 from verification.pipeline.model import FAILED, REJECTED, Outcome
-from verification.text import printable
 
 INFORMATIVE = frozenset({"location-matches-claim", "time-matches-claim"})
 
@@ -29,7 +29,7 @@ def summarise(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     unprocessed submission, each with why.
 
     No coordinates: the summary goes to logs, XComs and alerts. Keys are as stored (this is
-    data); whoever shows them escapes them (:func:`verification.text.printable`).
+    data); whoever shows them escapes them (:func:`verification.core.text.printable`).
     """
     recorded = [o for o in outcomes if o.item is not None and not o.failed]
     rejected = [o for o in outcomes if o.status == REJECTED]

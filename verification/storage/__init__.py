@@ -29,7 +29,7 @@ __all__ = [
 
 def open_store(settings: object) -> ObjectStore:
     """Build the store the settings describe (local directory or S3)."""
-    from verification.config import Settings
+    from verification.core.config import Settings
 
     assert isinstance(settings, Settings)
     if settings.store == "s3":

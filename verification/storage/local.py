@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from verification.core.text import printable
 from verification.storage._stream import Digests, copy_with_digests, expected_sha256
 from verification.storage.base import (
     InvalidKey,
@@ -30,7 +31,6 @@ from verification.storage.base import (
     StoreUnavailable,
 )
 from verification.storage.keys import normalize_metadata, validate_key, validate_prefix
-from verification.text import printable
 
 logger = logging.getLogger(__name__)
 

@@ -4,6 +4,9 @@ Every put sends the object's SHA-256 (``ChecksumSHA256``) so the server verifies
 write-once puts are S3 conditional writes (``If-None-Match: *``) on both the single-request and the
 multipart path, so two writers racing for one key cannot both win. User metadata values are
 percent-encoded on the wire (S3 headers are ASCII) and decoded on read, so they round-trip exactly.
+
+Over 500 lines on purpose: it is one class implementing one contract (:class:`ObjectStore`)
+against one API, and its error mapping, multipart path and Object Lock handling are read together.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from verification.core.text import printable
 from verification.storage._stream import (
     Digests,
     copy_with_digests,
@@ -46,7 +50,6 @@ from verification.storage.base import (
     StoreUnavailable,
 )
 from verification.storage.keys import normalize_metadata, validate_key, validate_prefix
-from verification.text import printable
 
 logger = logging.getLogger(__name__)
 

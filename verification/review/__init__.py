@@ -1,0 +1,78 @@
+"""The review layer: what analysts see and do, shared by the Airflow plugin and the CLI.
+
+Owns the queue and case views and the list of unprocessed submissions (:mod:`.queries`),
+decisions and access to originals as custody events (:mod:`.actions`), and case exports as
+downloads (:mod:`.downloads`). May import the exports, pipeline, ledger and core layers; only
+the CLI and the plugin import it.
+"""
+
+from __future__ import annotations
+
+from verification.ledger.review_events import current_decision, decisions
+from verification.review.actions import (
+    DECISIONS,
+    MAX_NOTE,
+    MAX_PURPOSE,
+    Decision,
+    record_access,
+    record_decision,
+)
+from verification.review.downloads import (
+    DOWNLOAD_DESTINATION,
+    EXPORT_MEDIA_TYPES,
+    Download,
+    export_download,
+    zip_bag,
+)
+from verification.review.queries import (
+    DEFAULT_SORT,
+    MAX_PAGE_SIZE,
+    PROBLEM_STATES,
+    SORTS,
+    STATUSES,
+    CaseSummary,
+    Page,
+    Problem,
+    Problems,
+    QueueFilters,
+    QueueRow,
+    ReviewError,
+    case_summary,
+    cases,
+    finding_codes,
+    intake_problems,
+    queue,
+)
+
+__all__ = [
+    "DECISIONS",
+    "DEFAULT_SORT",
+    "DOWNLOAD_DESTINATION",
+    "EXPORT_MEDIA_TYPES",
+    "MAX_NOTE",
+    "MAX_PAGE_SIZE",
+    "MAX_PURPOSE",
+    "PROBLEM_STATES",
+    "SORTS",
+    "STATUSES",
+    "CaseSummary",
+    "Decision",
+    "Download",
+    "Page",
+    "Problem",
+    "Problems",
+    "QueueFilters",
+    "QueueRow",
+    "ReviewError",
+    "case_summary",
+    "cases",
+    "current_decision",
+    "decisions",
+    "export_download",
+    "finding_codes",
+    "intake_problems",
+    "queue",
+    "record_access",
+    "record_decision",
+    "zip_bag",
+]
