@@ -66,10 +66,6 @@ def through_the_stack(root: Path, photos: list[Path]) -> tuple[float, float, flo
         root / "evidence",
         root / "airflow",
         port=free_port(),
-        overrides={
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-        },
     )
     started = time.perf_counter()
     stack.prepare()

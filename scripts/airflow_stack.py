@@ -45,6 +45,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_or_free(preferred: int) -> int:
+    """``preferred`` when nothing listens on it, else a free port (another Airflow may run here)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("", preferred))
+        except OSError:
+            return free_port()
+    return preferred
+
+
 @dataclass
 class Stack:
     """One embedded Airflow with the evidence DAGs and plugin; every process in its own group."""
@@ -61,6 +71,11 @@ class Stack:
     def __post_init__(self) -> None:
         self.evidence_home = self.evidence_home.resolve()
         self.airflow_home = self.airflow_home.resolve()
+        # The scheduler and the triggerer serve their task logs on fixed ports by default.
+        self.log_ports = {
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(port_or_free(8793)),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(port_or_free(8794)),
+        }
 
     @property
     def url(self) -> str:
@@ -88,6 +103,7 @@ class Stack:
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
                 "AIRFLOW__API__BASE_URL": self.url,
+                **self.log_ports,
                 "EVIDENCE_HOME": str(self.evidence_home),
                 "PATH": os.pathsep.join([str(BIN), env.get("PATH", os.defpath)]),
             }

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -20,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from scripts.airflow_stack import Stack, StackError, free_port
+from scripts.airflow_stack import REPO, Stack, StackError, free_port
 from verification.core.claims import Claims
 from verification.core.config import load_settings
 from verification.pipeline import Context, open_context
@@ -190,13 +192,7 @@ def running_stack(
     The driver's evidence context uses the stack's ledger (``EVIDENCE_DATABASE_URL`` when
     overridden) and ``store`` (default: the local store in the evidence home).
     """
-    env = {
-        # Two stacks (or a developer's own Airflow) may run at once: no fixed ports.
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-        **overrides,
-    }
-    stack = Stack(root / "evidence", root / "airflow", port=free_port(), overrides=env)
+    stack = Stack(root / "evidence", root / "airflow", port=free_port(), overrides=overrides)
     if components:
         stack.components = tuple(components)
     stack.prepare()
@@ -217,3 +213,76 @@ def running_stack(
         for pid in leftover:
             os.kill(pid, signal.SIGKILL)
         assert not leftover, f"processes left running after the stack stopped: {leftover}"
+
+
+@contextmanager
+def launched_stack(root: Path, **env: str) -> Iterator[Driver]:
+    """``make airflow`` itself (``scripts/airflow_stack.py`` in a subprocess), driven over REST.
+
+    Waits for its banner, yields a driver, then stops it as an operator does (Ctrl-C, that is
+    SIGINT): it must exit 0, remove its pid file and leave no process behind.
+    """
+    evidence, airflow, port = root / "evidence", root / "airflow", free_port()
+    argv = [
+        sys.executable,
+        str(REPO / "scripts" / "airflow_stack.py"),
+        "--evidence-home",
+        str(evidence),
+        "--airflow-home",
+        str(airflow),
+        "--port",
+        str(port),
+    ]
+    root.mkdir(parents=True, exist_ok=True)
+    out = (root / "make-airflow.out").open("w+b")
+    launcher = subprocess.Popen(
+        argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=REPO
+    )
+    stack = Stack(evidence, airflow, port=port)
+    driver: Driver | None = None
+    try:
+        _wait_for_banner(launcher, root / "make-airflow.out")
+        pids = json.loads(stack.pid_file.read_text())
+        stack.processes = {name: _Adopted(pid) for name, pid in pids.items()}  # type: ignore[misc]
+        ctx = open_context(load_settings(home=evidence))
+        driver = Driver(stack, ctx, root / "uploads")
+        yield driver
+    finally:
+        if driver is not None:
+            driver.observe()
+            driver.ctx.engine.dispose()
+        launcher.send_signal(signal.SIGINT)
+        code = launcher.wait(timeout=60)
+        out.close()
+        time.sleep(1)  # analysis workers notice their parent's death within half a second
+        seen = driver.seen if driver is not None else set()
+        leftover = [pid for pid in seen if alive(pid)]
+        for pid in leftover:
+            os.kill(pid, signal.SIGKILL)
+        assert code == 0, (root / "make-airflow.out").read_text(errors="replace")[-3000:]
+        assert not stack.pid_file.exists(), "make airflow left its pid file behind"
+        assert not leftover, f"processes left running after make airflow stopped: {leftover}"
+
+
+def _wait_for_banner(launcher: subprocess.Popen[bytes], output: Path, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = output.read_text(errors="replace")
+        if "Airflow is running" in text:
+            return
+        if launcher.poll() is not None:
+            pytest.fail(f"make airflow exited ({launcher.returncode}):\n{text[-3000:]}")
+        time.sleep(0.5)
+    pytest.fail(f"make airflow did not start within {timeout:.0f}s:\n{output.read_text()[-3000:]}")
+
+
+class _Adopted:
+    """A process started by the launcher, known to the test by its pid only."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        """None while the process runs (the launcher, not the test, reaps it)."""
+        return None if alive(self.pid) else -1

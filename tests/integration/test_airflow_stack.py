@@ -1,11 +1,12 @@
-"""The DAGs as a deployment runs them: ``make airflow``'s stack (api-server, scheduler,
-dag-processor, triggerer; LocalExecutor on SQLite; Airflow's and our default settings), runs
-triggered through the REST API as the UI triggers them, results read from the ledger and the
-review plugin.
+"""The DAGs as a deployment runs them: ``make airflow`` itself (``scripts/airflow_stack.py``:
+api-server, scheduler, dag-processor, triggerer; LocalExecutor on SQLite; Airflow's and our
+default settings), runs triggered through the REST API as the UI triggers them, results read
+from the ledger and the review plugin; stopped with Ctrl-C (SIGINT) at the end, which must exit 0
+and leave no process behind.
 
 Settings the stack is given on top of the defaults, and why:
 
-* free ports for the API and log servers (another Airflow may be running);
+* a free port for the UI and API (``--port``; another Airflow may be running);
 * ``EVIDENCE_RETRY_DELAY_SECONDS=2``: the failure case waits through two retries; the default
   delay (60 s, doubling) would only make it slower, not different;
 * ``EVIDENCE_TEST_FAULT=workers-crash:case-crash``: only batches of the case ``case-crash`` get
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.helpers import photo
-from tests.integration.stack_support import Driver, running_stack
+from tests.integration.stack_support import Driver, launched_stack
 from verification import pipeline
 from verification.storage import ObjectStore
 
@@ -29,7 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.airflow, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Driver]:
     """The embedded stack, started once for this module."""
-    with running_stack(
+    with launched_stack(
         tmp_path_factory.mktemp("stack"),
         EVIDENCE_RETRY_DELAY_SECONDS="2",
         EVIDENCE_TEST_FAULT="workers-crash:case-crash",

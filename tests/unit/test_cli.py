@@ -355,3 +355,33 @@ def test_rejected_key_is_a_recorded_result_and_exits_0(
     assert "\x1b" not in out + err
     assert run(capsys, "ingest", "--no-progress")[:2] == (0, "nothing new under incoming/\n")
     assert hostile.read_bytes() == b"\xff\xd8\xff"
+
+
+def test_custody_log_names_the_airflow_task_that_acted(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Events written by a DAG task show DAG, run, task, map index and try, not a `?`."""
+    from tests.helpers import init_context
+    from verification import pipeline
+    from verification.core.claims import Claims
+    from verification.core.config import load_settings
+    from verification.pipeline.submission import submit_file
+
+    task = {
+        "type": "execution",
+        "dag_id": "evidence_intake",
+        "run_id": "manual__2026-12-02T10:00:00",
+        "task_id": "process_batch",
+        "try_number": 2,
+        "map_index": 1,
+    }
+    ctx = init_context(load_settings(), agents=[task])
+    path = tmp_path / "a.jpg"
+    path.write_bytes(photo(5))
+    sha = submit_file(ctx.store, path, Claims("case-1")).sha256
+    pipeline.ingest(ctx)
+    code, out, _ = run(capsys, "custody", "log", sha[:12])
+    assert code == 0
+    expected = "airflow evidence_intake run manual__2026-12-02T10:00:00 task process_batch[1] try 2"
+    assert out.count(expected) >= 5
+    assert "?" not in out
