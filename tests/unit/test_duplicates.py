@@ -343,5 +343,12 @@ def test_video_keyframes_are_queried() -> None:
         "keyframes": [{"pdq": rng.bytes(32).hex()}, {"pdq": frame_hash.hex()}],
     }
     assert find_duplicates(perceptual, index) == [
-        {"item": "still", "distance": 0, "kind": "near-pdq", "frame": 0}
+        {
+            "item": "still",
+            "distance": 0,
+            "kind": "near-pdq",
+            "keyframe": 1,
+            "other_keyframe": None,
+            "transform": None,
+        }
     ]
