@@ -9,6 +9,7 @@ unrelated photos.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import random
 import shutil
@@ -43,8 +44,8 @@ def _crop(image: Image.Image, box: tuple[float, float, float, float]) -> Image.I
 
 # (case, file name, how the bytes are made), in upload order: the order defines first-seen.
 def _uploads() -> list[tuple[str, str, bytes]]:
-    from verification.media.samples import exif_bytes
     from tests.unit.test_duplicates import _scene
+    from verification.media.samples import exif_bytes
 
     original = _scene(101, (800, 600))
     low = _scene(104, (800, 600)).filter(ImageFilter.GaussianBlur(5))
@@ -150,7 +151,7 @@ def _shuffled(keys: list[str], seed: int) -> tuple[list[list[str]], int]:
     rng.shuffle(order)
     cuts = sorted(rng.sample(range(1, len(order)), rng.randint(0, 2)))
     bounds = [0, *cuts, len(order)]
-    return [order[a:b] for a, b in zip(bounds, bounds[1:], strict=False)], rng.choice((1, 2))
+    return [order[a:b] for a, b in itertools.pairwise(bounds)], rng.choice((1, 2))
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +176,7 @@ def test_any_processing_order_gives_the_same_links_findings_and_statuses(
     seed: int, uploaded: Path, tmp_path: Path, reference: tuple[Context, dict]
 ) -> None:
     """A seeded permutation, cut into batches, with 1 or 2 workers, records what ingest does."""
-    ref_ctx, expected = reference
+    _, expected = reference
     keys = sorted(o for o in expected["outcomes"])
     groups, workers = _shuffled(keys, seed)
     ctx = _context(uploaded, tmp_path / "home", workers)
