@@ -292,3 +292,66 @@ def test_re_evaluation_is_not_repeated_when_the_batch_runs_again(
 def _event_count(ctx: Context) -> int:
     with Session(ctx.engine) as session:
         return len(session.scalars(select(Event.id)).all())
+
+
+# --- earliest copy, the batch's index, the look under the dedupe lock -------------------------
+
+
+def _member(item: str, first_seen: str, capture: str | None = None) -> dict[str, Any]:
+    return {"item": item, "first_seen": first_seen, "capture_time": capture, "case_id": "c"}
+
+
+def test_earliest_copy_ties_go_to_capture_time_then_hash() -> None:
+    """First-seen time decides; equal ones fall to capture time (unknown last), then SHA-256,
+    and the rule that decided is named."""
+    from verification.pipeline.record_data import earliest_copy
+
+    t0, t1 = "2026-01-01T10:00:00+00:00", "2026-01-01T10:00:20+00:00"
+    me = _member("b" * 64, t1)
+    assert earliest_copy(me, [_member("a" * 64, t0)])["rule"] == "first-seen"
+    tie = earliest_copy(_member("a" * 64, t0), [_member("b" * 64, t0, "2024-03-14T11:20:05+02:00")])
+    assert (tie["item"], tie["rule"]) == ("b" * 64, "capture-time")
+    same = earliest_copy(
+        _member("c" * 64, t0, "2024-03-14T09:20:05Z"),
+        [_member("b" * 64, t0, "2024-03-14T11:20:05+02:00")],
+    )
+    assert (same["item"], same["rule"], same["this_item"]) == ("b" * 64, "sha256", False)
+    assert earliest_copy(me, []) is None
+
+
+def test_batch_index_reads_only_what_was_stored_since(uploaded: Path, tmp_path: Path) -> None:
+    """The first refresh loads the collection; later ones return just the items recorded since."""
+    from verification.pipeline.dedupe import CollectionIndex
+
+    ctx = _context(uploaded, tmp_path / "home", workers=1)
+    keys = [f"incoming/case-1/{n}" for n in ("orig-00.jpg", "unrelated-1.jpg")]
+    pipeline.process_batch(ctx, keys[:1], workers=1)
+    index = CollectionIndex(ctx.engine)
+    assert index.refresh() == {_sha_of(ctx, "orig-00.jpg")}
+    assert index.refresh() == set()
+    pipeline.process_batch(ctx, keys[1:], workers=1)
+    assert index.refresh() == {_sha_of(ctx, "unrelated-1.jpg")}
+    assert len(index.index.item_ids) == 2
+
+
+def test_item_committed_after_the_matches_were_found_is_still_linked(
+    uploaded: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A near-duplicate another run committed after this submission's matches were computed is
+    found under the dedupe lock and linked both ways (the race two parallel batches run)."""
+    from verification.pipeline import record
+
+    ctx = _context(uploaded, tmp_path / "home", workers=1)
+    pipeline.process_batch(ctx, ["incoming/case-1/orig-00.jpg"], workers=1)
+    monkeypatch.setattr(
+        record, "find_matches", lambda *args, **kwargs: []
+    )  # as if computed earlier
+    pipeline.process_batch(ctx, ["incoming/case-2/orig-00-small.jpg"], workers=1)
+    original, small = _sha_of(ctx, "orig-00.jpg"), _sha_of(ctx, "orig-00-small.jpg", "case-2")
+    with Session(ctx.engine) as session:
+        pairs = {
+            (link.item_sha256, link.other_sha256) for link in session.scalars(select(DuplicateLink))
+        }
+        statuses = {sha: session.get(Item, sha).status for sha in (original, small)}  # type: ignore[union-attr]
+    assert pairs == {(original, small), (small, original)}
+    assert statuses == {original: "needs-review", small: "needs-review"}
