@@ -13,6 +13,7 @@ import itertools
 import json
 import random
 import shutil
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -355,3 +356,96 @@ def test_item_committed_after_the_matches_were_found_is_still_linked(
         statuses = {sha: session.get(Item, sha).status for sha in (original, small)}  # type: ignore[union-attr]
     assert pairs == {(original, small), (small, original)}
     assert statuses == {original: "needs-review", small: "needs-review"}
+
+
+# --- videos and photos across each other (ffmpeg re-encodes) ----------------------------------
+
+FFMPEG = shutil.which("ffmpeg")
+
+
+def _ffmpeg(*argv: str) -> None:
+    assert FFMPEG is not None
+    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", *argv], check=True)
+
+
+@pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installed: the re-encodes are made by it")
+def test_videos_re_encodes_and_stills_link_across_each_other(tmp_path: Path) -> None:
+    """A video made from three photos (ffmpeg, H.264), its re-encode (half size, MPEG-4 part 2,
+    another frame rate), a still ffmpeg took from it, and one of the photos: every pair links,
+    the still and the photo through the keyframe of their scene, in any order of processing."""
+    from tests.unit.test_duplicates import _scene
+
+    scenes = [_scene(300 + i, (640, 480)) for i in range(3)]
+    for i, image in enumerate(scenes):
+        image.save(tmp_path / f"scene-{i}.png")
+    video, reencode, still = (
+        tmp_path / "clip.mp4",
+        tmp_path / "clip-small.mp4",
+        tmp_path / "still.jpg",
+    )
+    _ffmpeg(
+        "-framerate",
+        "1",
+        "-i",
+        str(tmp_path / "scene-%d.png"),
+        "-vf",
+        "fps=10,format=yuv420p",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "20",
+        str(video),
+    )
+    _ffmpeg(
+        "-i", str(video), "-vf", "scale=320:240,fps=12", "-c:v", "mpeg4", "-q:v", "6", str(reencode)
+    )
+    _ffmpeg("-ss", "1.5", "-i", str(video), "-frames:v", "1", "-q:v", "3", str(still))
+    files = {"clip.mp4": video, "clip-small.mp4": reencode, "still.jpg": still}
+    files["photo-2.jpg"] = tmp_path / "photo-2.jpg"
+    files["photo-2.jpg"].write_bytes(_jpeg(scenes[2], 85))
+    results = []
+    for order in (list(files), list(reversed(files))):
+        home = tmp_path / f"home-{len(results)}"
+        ctx = init_context(make_settings(home, workers=1))
+        keys = {name: submit_file(ctx.store, files[name], Claims("case-v")).key for name in order}
+        pipeline.process_batch(ctx, [keys[n] for n in order], workers=1)
+        results.append(_video_links(ctx, keys))
+    assert results[0] == results[1]
+    links = results[0]
+    for pair in (
+        ("clip.mp4", "clip-small.mp4"),
+        ("still.jpg", "clip.mp4"),
+        ("still.jpg", "clip-small.mp4"),
+        ("photo-2.jpg", "clip.mp4"),
+    ):
+        assert pair in links, f"{pair} not linked: {sorted(links)}"
+    # The still (t = 1.5 s, second photo) and photo 2 match keyframes from their own scene.
+    assert 1.0 <= links[("still.jpg", "clip.mp4")]["other_time_s"] < 2.0
+    assert 2.0 <= links[("photo-2.jpg", "clip.mp4")]["other_time_s"] < 3.0
+
+
+def _video_links(ctx: Context, keys: dict[str, str]) -> dict[tuple[str, str], dict[str, Any]]:
+    name_of = {}
+    with Session(ctx.engine) as session:
+        for name, key in keys.items():
+            sha = session.scalar(select(Submission.item_sha256).where(Submission.store_key == key))
+            name_of[sha] = name
+        out = {}
+        for record in session.scalars(select(Record)):
+            for entry in record.data["duplicates"]:
+                out[(name_of[record.item_sha256], name_of[entry["item"]])] = {
+                    "kind": entry["kind"],
+                    "distance": entry["distance"],
+                    "keyframe": entry["keyframe"],
+                    "other_keyframe": entry["other_keyframe"],
+                    "status": record.status,
+                }
+        for (_, other), entry in out.items():
+            other_sha = next(s for s, n in name_of.items() if n == other)
+            other_record = session.scalars(
+                select(Record).where(Record.item_sha256 == other_sha)
+            ).first()
+            frames = other_record.data["perceptual"].get("keyframes") or []  # type: ignore[union-attr]
+            k = entry["other_keyframe"]
+            entry["other_time_s"] = frames[k].get("time_s") if k is not None else None
+    return out
