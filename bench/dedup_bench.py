@@ -75,7 +75,6 @@ def main(argv: list[str] | None = None) -> None:
         f"dihedral query ({args.queries} queries, 8 hashes each): median {dihedral_ms[0]:.1f} ms, "
         f"p95 {dihedral_ms[1]:.1f} ms"
     )
-    del index, packed, ids
     growth(rest)
 
 
