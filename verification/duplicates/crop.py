@@ -249,9 +249,10 @@ def _position(box: tuple[float, float, float, float]) -> str:
 def describe_crop(geometry: CropGeometry, this: str) -> str:
     """One sentence for an analyst, from the point of view of argument ``this`` (a or b)."""
     percent = round(geometry.area * 100)
-    place = "the whole picture" if geometry.position == "whole" else f"the {geometry.position}"
     if geometry.inner == "overlap":
         return f"the two pictures overlap: each shows part of the other ({percent} % shared)"
+    if geometry.position == "whole":
+        return "the two pictures show the same framing (one is a rescaled copy of the other)"
     if geometry.inner == this:
-        return f"this item is a {percent} % crop of {place} of the other"
-    return f"the other item is a {percent} % crop of {place} of this one"
+        return f"this item is a {percent} % crop of the {geometry.position} of the other"
+    return f"the other item is a {percent} % crop of the {geometry.position} of this one"

@@ -22,6 +22,7 @@ from verification.duplicates.index import MIN_PDQ_QUALITY, PDQIndex
 from verification.duplicates.matching import find_duplicates, mirrored
 from verification.ledger.models import (
     DuplicateLink,
+    Item,
     PerceptualHash,
     PerceptualLog,
     Record,
@@ -270,3 +271,11 @@ def load_index(ctx: Context, exclude: str | None = None) -> Any:
     if exclude:
         cache.index.discard(exclude)
     return cache.index
+
+
+def lock_items(session: Session, shas: Sequence[str]) -> None:
+    """Hold the items' rows until the transaction ends, taken in SHA-256 order so two
+    transactions never wait for each other: recorders of one item take turns (PostgreSQL;
+    SQLite's write lock already serialises every transaction)."""
+    for sha in sorted(set(shas)):
+        session.execute(select(Item.sha256).where(Item.sha256 == sha).with_for_update())

@@ -18,7 +18,6 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -45,12 +44,17 @@ from verification.pipeline.dedupe import (
     find_matches,
     late_matches,
     link_duplicates,
-    linked_items,
     lock_dedupe,
+    lock_items,
 )
 from verification.pipeline.layout import case_of, vault_key
 from verification.pipeline.model import FAILED, REJECTED, Analysis, Outcome
-from verification.pipeline.record_data import reevaluate, write_record
+from verification.pipeline.record_data import (
+    adopt_earliest_submission,
+    item_state,
+    reevaluate_linked,
+    write_record,
+)
 from verification.storage import ObjectInfo
 
 log = logging.getLogger(__name__)
@@ -99,8 +103,8 @@ def record_reanalysis(
 
     def work(session: Session) -> Outcome:
         lock_dedupe(session)
-        _lock_items(session, [sha, *(m["item"] for m in matches)])
-        before = _item_state(session, sha)
+        lock_items(session, [sha, *(m["item"] for m in matches)])
+        before = item_state(session, sha)
         record_analysis_events(ctx, session, analysis)
         _link_and_write(ctx, session, analysis, submission_id, matches, index, before)
         return _outcome(session, analysis.key, sha)
@@ -135,17 +139,17 @@ def _record(
     sha = digests.sha256
     lock_dedupe(session)  # first, before any row lock: recorders that link items take turns
     _insert_item(session, analysis)
-    _lock_items(session, [sha, *(m["item"] for m in matches)])
+    lock_items(session, [sha, *(m["item"] for m in matches)])
     done = _processed_submission(session, info)
     if done is not None and done.item_sha256:  # someone else recorded it meanwhile
         return _outcome(session, info.key, done.item_sha256)
-    before = _item_state(session, sha)
+    before = item_state(session, sha)
     sub = _claim_submission(session, analysis)
-    _adopt_earliest_submission(session, sha)
+    adopt_earliest_submission(session, sha)
     record_preservation(ctx, session, analysis, sub.id)
     if analysis.error:
         _record_quarantine(ctx, session, analysis, sub.id)
-        _reevaluate_linked(ctx, session, sha, [], before)
+        reevaluate_linked(ctx, session, sha, [], before)
     else:
         record_analysis_events(ctx, session, analysis)
         _link_and_write(ctx, session, analysis, sub.id, matches, index, before)
@@ -170,69 +174,10 @@ def _link_and_write(
     sha = analysis.digests.sha256
     late = late_matches(ctx, session, analysis, index)
     if late:
-        _lock_items(session, [m["item"] for m in late])
+        lock_items(session, [m["item"] for m in late])
     new = link_duplicates(session, sha, analysis.perceptual, [*matches, *late])
     write_record(ctx, session, analysis, submission_id)
-    _reevaluate_linked(ctx, session, sha, new, before)
-
-
-def _reevaluate_linked(
-    ctx: Context,
-    session: Session,
-    sha: str,
-    new: list[dict[str, Any]],
-    before: tuple[Any, ...] | None,
-) -> None:
-    """Re-evaluate each item newly linked to ``sha``, and every linked item when ``sha``'s
-    first-seen time, case or capture time changed (they decide the earliest copy)."""
-    for entry in sorted(new, key=lambda e: e["item"]):
-        cause = {"item": sha, "kind": entry["kind"], "distance": entry["distance"]}
-        reevaluate(ctx, session, entry["item"], "new-link", cause)
-    after = _item_state(session, sha)
-    if before is None or after is None or after == before:
-        return
-    others = [o for o in linked_items(session, sha) if o not in {e["item"] for e in new}]
-    _lock_items(session, others)
-    first_seen, case_id, capture_time = after
-    cause = {
-        "item": sha,
-        "first_seen": first_seen.isoformat(),
-        "case_id": case_id,
-        "capture_time": capture_time,
-    }
-    for other in others:
-        reevaluate(ctx, session, other, "linked-item-changed", cause)
-
-
-def _item_state(session: Session, sha: str) -> tuple[Any, ...] | None:
-    """What other items' earliest-copy rule reads of this one (None before it is recorded)."""
-    session.flush()
-    item = session.get(Item, sha)
-    if item is None or item.status == "pending":
-        return None
-    first_seen = item.first_seen
-    first_seen = first_seen if first_seen.tzinfo else first_seen.replace(tzinfo=UTC)
-    return first_seen.astimezone(UTC), item.case_id, item.capture_time
-
-
-def _adopt_earliest_submission(session: Session, sha: str) -> None:
-    """First seen, case and submitter of the item are its earliest submission's (ties by key),
-    whatever order the submissions are recorded in."""
-    session.flush()
-    earliest = session.scalar(
-        select(Submission)
-        .where(
-            Submission.item_sha256 == sha,
-            Submission.state.in_(("processed", "recording")),
-        )
-        .order_by(Submission.received_at, Submission.store_key)
-        .limit(1)
-    )
-    item = session.get(Item, sha)
-    if earliest is None or item is None:
-        return
-    item.first_seen = earliest.received_at
-    item.case_id, item.submitter = earliest.case_id, earliest.submitter
+    reevaluate_linked(ctx, session, sha, new, before)
 
 
 def _supersede_failures(session: Session, key: str, submission_id: int) -> None:
@@ -471,14 +416,6 @@ def _insert_item(session: Session, analysis: Analysis) -> None:
         "fixity": "success",
     }
     insert_if_absent(session, Item, values, ("sha256",))
-
-
-def _lock_items(session: Session, shas: Sequence[str]) -> None:
-    """Hold the items' rows until the transaction ends, taken in SHA-256 order so two
-    transactions never wait for each other: recorders of one item take turns (PostgreSQL;
-    SQLite's write lock already serialises every transaction)."""
-    for sha in sorted(set(shas)):
-        session.execute(select(Item.sha256).where(Item.sha256 == sha).with_for_update())
 
 
 def _claim_submission(session: Session, analysis: Analysis) -> Submission:

@@ -18,10 +18,12 @@ from verification.ledger.models import (
     Item,
     ItemFinding,
     Record,
+    Submission,
     utcnow,
 )
 from verification.pipeline.context import Context
 from verification.pipeline.custody_events import record_reevaluation, record_validation
+from verification.pipeline.dedupe import linked_items, lock_items
 from verification.pipeline.layout import pipeline_version
 from verification.pipeline.model import Analysis
 
@@ -302,3 +304,62 @@ def _update_item_summary(
         severities.setdefault(f.code, f.severity)
     for code, severity in severities.items():
         session.add(ItemFinding(item_sha256=sha, code=code, severity=severity))
+
+
+def reevaluate_linked(
+    ctx: Context,
+    session: Session,
+    sha: str,
+    new: list[dict[str, Any]],
+    before: tuple[Any, ...] | None,
+) -> None:
+    """Re-evaluate each item newly linked to ``sha``, and every linked item when ``sha``'s
+    first-seen time, case or capture time changed (they decide the earliest copy)."""
+    for entry in sorted(new, key=lambda e: e["item"]):
+        cause = {"item": sha, "kind": entry["kind"], "distance": entry["distance"]}
+        reevaluate(ctx, session, entry["item"], "new-link", cause)
+    after = item_state(session, sha)
+    if before is None or after is None or after == before:
+        return
+    others = [o for o in linked_items(session, sha) if o not in {e["item"] for e in new}]
+    lock_items(session, others)
+    first_seen, case_id, capture_time = after
+    cause = {
+        "item": sha,
+        "first_seen": first_seen.isoformat(),
+        "case_id": case_id,
+        "capture_time": capture_time,
+    }
+    for other in others:
+        reevaluate(ctx, session, other, "linked-item-changed", cause)
+
+
+def item_state(session: Session, sha: str) -> tuple[Any, ...] | None:
+    """What other items' earliest-copy rule reads of this one (None before it is recorded)."""
+    session.flush()
+    item = session.get(Item, sha)
+    if item is None or item.status == "pending":
+        return None
+    first_seen = item.first_seen
+    first_seen = first_seen if first_seen.tzinfo else first_seen.replace(tzinfo=UTC)
+    return first_seen.astimezone(UTC), item.case_id, item.capture_time
+
+
+def adopt_earliest_submission(session: Session, sha: str) -> None:
+    """First seen, case and submitter of the item are its earliest submission's (ties by key),
+    whatever order the submissions are recorded in."""
+    session.flush()
+    earliest = session.scalar(
+        select(Submission)
+        .where(
+            Submission.item_sha256 == sha,
+            Submission.state.in_(("processed", "recording")),
+        )
+        .order_by(Submission.received_at, Submission.store_key)
+        .limit(1)
+    )
+    item = session.get(Item, sha)
+    if earliest is None or item is None:
+        return
+    item.first_seen = earliest.received_at
+    item.case_id, item.submitter = earliest.case_id, earliest.submitter
