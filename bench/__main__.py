@@ -1,4 +1,4 @@
-"""Run the benchmarks: `python -m bench` (all) or `python -m bench media memory dedup queue airflow conformance`.
+"""Run the benchmarks: `python -m bench` (all) or `python -m bench media memory dedup compression queue airflow conformance`.
 
 Each benchmark prints its own figures and the ratios against its anchors (sha256sum, exiftool,
 `evidence ingest`). Figures depend on the machine and its load: compare runs on the same machine.
@@ -19,7 +19,15 @@ BENCHMARKS = {
         "bench.memory_bench",
         "peak memory and time of analysing one photo (bomb, 16-bit, big TIFF), fresh process each",
     ),
-    "dedup": ("bench.dedup_bench", "near-duplicate query against 1,000,000 PDQ hashes"),
+    "dedup": (
+        "bench.dedup_bench",
+        "near-duplicate query against 1,000,000 PDQ hashes; crop candidates reaching ORB and "
+        "recording cost per item as the collection grows",
+    ),
+    "compression": (
+        "bench.compression_bench",
+        "compression-history signals on generated re-saves (Pillow, ffmpeg) and real cameras",
+    ),
     "queue": ("bench.queue_bench", "review-queue filtering and paging over 100,000 items"),
     "e2e": (
         "bench.intake_e2e",

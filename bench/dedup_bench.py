@@ -1,6 +1,8 @@
-"""Benchmark: one PDQ query (plain and dihedral) against 1,000,000 stored hashes.
+"""Benchmark: one PDQ query (plain and dihedral) against 1,000,000 stored hashes; unrelated
+crop candidates per query and the per-item cost of reading the collection as it grows.
 
-Run: ``PYTHONPATH=. python bench/dedup_bench.py [--size N] [--queries Q]``.
+Run: ``python -m bench dedup`` (everything, defaults) or
+``python -m bench.dedup_bench [--size N] [--queries Q] [--growth --images I --sizes A,B,C]``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--threshold", type=int, default=31)
-    args = parser.parse_args(argv)
+    parser.add_argument("--growth-only", action="store_true")
+    args, rest = parser.parse_known_args(argv)
+    if args.growth_only:
+        growth(rest)
+        return
 
     rng = np.random.default_rng(2026)
     packed = rng.integers(0, 256, size=(args.size, 32), dtype=np.uint8)
@@ -69,6 +75,105 @@ def main(argv: list[str] | None = None) -> None:
         f"dihedral query ({args.queries} queries, 8 hashes each): median {dihedral_ms[0]:.1f} ms, "
         f"p95 {dihedral_ms[1]:.1f} ms"
     )
+    growth(rest)
+
+
+# --- crop candidates and recording cost as the collection grows (issue 14) --------------------
+
+
+def crop_candidates(images: int, queries: int, threshold: int = 31, band: int = 96) -> None:
+    """Unrelated items inside the crop pre-filter's PDQ band, per query, as the collection grows.
+
+    The collection is hashes of distinct generated photos (``verification.media.samples``:
+    gradients and shapes, a pessimistic stand-in for real photos, whose PDQ hashes sit farther
+    apart); queries are other generated photos, so every candidate is a false one. Counts are
+    measured up to ``images`` and projected to 1,000,000 from the measured rate.
+    """
+    import pdqhash
+
+    from verification.duplicates.matching import MAX_CROP_CHECKS
+    from verification.media.samples import scene
+
+    def hashed(seed: int) -> bytes:
+        bits, _ = pdqhash.compute(np.asarray(scene(seed, size=(320, 240))))
+        return PDQHash.from_bits(bits).value
+
+    start = time.perf_counter()
+    stored = [hashed(10_000 + n) for n in range(images)]
+    probes = [hashed(90_000 + n) for n in range(queries)]
+    made = time.perf_counter() - start
+    print(f"crop pre-filter: {images} generated photos hashed in {made:.1f} s, {queries} queries")
+    for size in sorted({images // 10, images // 3, images}):
+        index = PDQIndex(capacity=size)
+        index.add_many((f"i{n}", h) for n, h in enumerate(stored[:size]))
+        counts = [sum(1 for m in index.query(q, band) if m.distance > threshold) for q in probes]
+        mean = float(np.mean(counts))
+        print(
+            f"  N={size:>7,}: unrelated candidates in ({threshold}, {band}] per query: "
+            f"mean {mean:.2f}, max {max(counts)}; rate {mean / size:.2e}"
+            f" -> {mean / size * 1_000_000:,.0f} per query at 1,000,000 items"
+            f" (ORB checks capped at {MAX_CROP_CHECKS})"
+        )
+
+
+def recording_cost(sizes: list[int]) -> None:
+    """Per recorded item, reading the collection's hashes: the whole index reloaded (before) vs
+    the batch's index refreshed from perceptual_log (now), on SQLite."""
+    import tempfile
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from sqlalchemy import create_engine, insert
+
+    from verification.ledger.models import PerceptualHash, PerceptualLog, make_engine, migrate
+    from verification.pipeline.dedupe import CollectionIndex
+
+    rng = np.random.default_rng(7)
+    for size in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{Path(tmp) / 'ledger.db'}"
+            migrate(make_engine(url))
+            engine = create_engine(url)  # no foreign keys: hash rows without their items
+            rows = [
+                {"item_sha256": f"{n:064x}", "frame": 0, "pdq": rng.bytes(32), "quality": 90}
+                for n in range(size)
+            ]
+            with engine.begin() as conn:
+                conn.execute(insert(PerceptualHash), rows)
+            cache = CollectionIndex(engine)
+            start = time.perf_counter()
+            cache.refresh()
+            full = time.perf_counter() - start
+            now = datetime.now(UTC)
+            timings = []
+            for n in range(20):
+                item = f"{size + n:064x}"
+                with engine.begin() as conn:
+                    conn.execute(
+                        insert(PerceptualHash),
+                        [{"item_sha256": item, "frame": 0, "pdq": rng.bytes(32), "quality": 90}],
+                    )
+                    conn.execute(insert(PerceptualLog), [{"item_sha256": item, "created_at": now}])
+                start = time.perf_counter()
+                cache.refresh()
+                timings.append(time.perf_counter() - start)
+            engine.dispose()
+        print(
+            f"  N={size:>9,}: reload the whole index {full * 1000:8.1f} ms per item (before); "
+            f"refresh {np.median(timings) * 1000:.2f} ms per item (now)"
+        )
+
+
+def growth(argv: list[str] | None = None) -> None:
+    """The issue-14 figures: crop candidates and recording cost as the collection grows."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--images", type=int, default=3000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    args = parser.parse_args(argv)
+    crop_candidates(args.images, args.queries)
+    print("recording cost: reading the collection's PDQ hashes per recorded item")
+    recording_cost([int(s) for s in args.sizes.split(",")])
 
 
 if __name__ == "__main__":

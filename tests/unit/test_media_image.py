@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
 import struct
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -134,7 +136,8 @@ def test_media_facts_and_extractor_versions(jpeg_with_exif: Path) -> None:
     assert result.extractors["media"] == MEDIA_VERSION
     assert {"exifread", "Pillow", "pdqhash"} <= set(result.extractors)
     assert result.raw["Image Make"] == "TestCam"
-    assert result.findings == ()
+    # Pillow wrote it with the standard tables under a camera's EXIF: only that info signal.
+    assert [f.code for f in result.findings] == ["jpeg-software-tables"]
 
 
 def test_perceptual_hashes_have_expected_shape(jpeg_with_exif: Path) -> None:
@@ -222,7 +225,8 @@ def test_broken_exif_thumbnail_is_an_info_finding(tmp_path: Path) -> None:
     """A thumbnail that does not decode is noted at info level; the photo stays readable."""
     path = _jpeg_with_exif_thumbnail(tmp_path / "t.jpg", b"\xff\xd8" + b"\x00" * 64)
     result = analyse(path, "jpeg", SETTINGS)
-    assert [f.code for f in result.findings] == ["embedded_thumbnail_unreadable"]
+    codes = [f.code for f in result.findings if not f.code.startswith("jpeg-")]
+    assert codes == ["embedded_thumbnail_unreadable"]
     assert result.metadata["thumbnail_pdq"] is None
 
 
@@ -465,3 +469,123 @@ def test_unknown_format_is_not_decoded(tmp_path: Path) -> None:
     result = analyse(path, "unknown", SETTINGS)
     assert result.media["kind"] == "unknown"
     assert result.findings[0].code == "unreadable"
+
+
+# --- compression history (issue 14) -----------------------------------------------------------
+
+
+def _compression(path: Path) -> tuple[dict[str, object], list[str]]:
+    result = analyse(path, "jpeg", SETTINGS)
+    codes = [f.code for f in result.findings if f.code.startswith("jpeg-")]
+    return result.media["compression"], codes
+
+
+def _camera_tables() -> list[list[int]]:
+    from verification.media.compression import STANDARD_CHROMINANCE, STANDARD_LUMINANCE
+
+    return [
+        [max(1, v * 3 // 10 + i % 3) for i, v in enumerate(t)]
+        for t in (STANDARD_LUMINANCE, STANDARD_CHROMINANCE)
+    ]
+
+
+@pytest.mark.parametrize("quality", [55, 75, 92])
+def test_pillow_resave_of_a_camera_file_has_standard_tables_at_its_quality(
+    tmp_path: Path, quality: int
+) -> None:
+    """A camera-like original re-saved by Pillow with its EXIF: the standard libjpeg tables,
+    the quality estimated exactly, and an info finding naming the camera."""
+    original = _write(tmp_path / "o.jpg", _photo(), "JPEG", qtables=_camera_tables(), exif=_exif())
+    with Image.open(original) as image:
+        resaved = _write(tmp_path / "r.jpg", image, "JPEG", quality=quality, exif=_exif())
+    compression, codes = _compression(resaved)
+    assert (compression["family"], compression["quality"], compression["deviation"]) == (
+        "libjpeg-standard",
+        quality,
+        0.0,
+    )
+    assert codes == ["jpeg-software-tables"]
+    finding = next(
+        f for f in analyse(resaved, "jpeg", SETTINGS).findings if f.code == "jpeg-software-tables"
+    )
+    assert finding.severity == "info"
+    assert finding.evidence["camera"] == "TestCam Model X"
+    assert f"quality {quality}" in finding.message
+
+
+def test_camera_like_original_has_its_own_tables_and_no_finding(tmp_path: Path) -> None:
+    """Tables of the encoder's own are 'custom', with the nearest quality and how far off."""
+    original = _write(tmp_path / "o.jpg", _photo(), "JPEG", qtables=_camera_tables(), exif=_exif())
+    compression, codes = _compression(original)
+    assert compression["family"] == "custom"
+    assert compression["deviation"] > 0
+    assert compression["tables"]["0"][:3] == _camera_tables()[0][:3]
+    assert codes == []
+
+
+def test_standard_tables_without_a_camera_are_not_a_finding(tmp_path: Path) -> None:
+    """A file that names no camera (a screenshot, an export) is only described."""
+    plain = _write(tmp_path / "p.jpg", _photo(), "JPEG", quality=80)
+    compression, codes = _compression(plain)
+    assert (compression["family"], compression["quality"]) == ("libjpeg-standard", 80)
+    assert codes == []
+
+
+@pytest.mark.skipif(
+    shutil.which("ffmpeg") is None, reason="ffmpeg is not installed: it makes the file"
+)
+def test_frame_written_by_ffmpeg_is_identified(tmp_path: Path) -> None:
+    """ffmpeg's MJPEG tables (and its comment) name the encoder, with the qscale."""
+    source = _write(tmp_path / "s.png", _photo(), "PNG")
+    target = tmp_path / "f.jpg"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            str(source),
+            "-q:v",
+            "4",
+            str(target),
+        ],
+        check=True,
+    )
+    compression, codes = _compression(target)
+    assert (compression["family"], compression["ffmpeg_qscale"]) == ("ffmpeg", 4)
+    assert compression["encoder"] == "ffmpeg (libavcodec)"
+    assert codes == ["jpeg-encoder-identified"]
+
+
+def test_gd_comment_names_the_encoder(tmp_path: Path) -> None:
+    """A 'CREATOR: gd-jpeg' comment (PHP's GD re-encoding) is reported as the encoder."""
+    path = _write(
+        tmp_path / "g.jpg",
+        _photo(),
+        "JPEG",
+        quality=90,
+        comment=b"CREATOR: gd-jpeg v1.0 (using IJG JPEG v62), quality = 90",
+    )
+    compression, codes = _compression(path)
+    assert compression["encoder"] == "libgd (gd-jpeg)"
+    assert codes == ["jpeg-encoder-identified"]
+
+
+def test_exif_thumbnail_tables_are_reported(tmp_path: Path) -> None:
+    """The EXIF thumbnail's table family and quality are kept beside the main image's."""
+    small = io.BytesIO()
+    _photo((160, 120)).save(small, "JPEG", qtables=_camera_tables())
+    path = _jpeg_with_exif_thumbnail(tmp_path / "t.jpg", small.getvalue())
+    compression, codes = _compression(path)
+    assert (compression["family"], compression["thumbnail_family"]) == (
+        "libjpeg-standard",
+        "custom",
+    )
+    assert codes == ["jpeg-software-tables"]
+
+
+def test_png_has_no_compression_history(tmp_path: Path) -> None:
+    """Only JPEGs are described; other formats keep compression None."""
+    path = _write(tmp_path / "p.png", _photo(), "PNG")
+    assert analyse(path, "png", SETTINGS).media["compression"] is None

@@ -139,14 +139,28 @@ class PDQIndex:
         self._size = 0
         self._item_ids: list[str] = []
         self._item_number: dict[str, int] = {}
+        self._discarded: set[int] = set()
 
     def __len__(self) -> int:
         return self._size
 
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._item_number
+
     @property
     def item_ids(self) -> tuple[str, ...]:
-        """Distinct item ids, in insertion order."""
-        return tuple(self._item_ids)
+        """Distinct item ids, in insertion order (discarded ones left out)."""
+        return tuple(i for n, i in enumerate(self._item_ids) if n not in self._discarded)
+
+    def discard(self, item_id: str) -> None:
+        """Forget every hash of an item (its rows stay allocated but never match again).
+
+        Adding the item afterwards starts it afresh: how an index kept for a batch follows an
+        item whose hashes were replaced (reprocessing).
+        """
+        number = self._item_number.pop(item_id, None)
+        if number is not None:
+            self._discarded.add(number)
 
     def add(self, item_id: str, h: str | bytes | PDQHash, frame: int = 0) -> None:
         """Store one hash of an item (``frame``: keyframe number for videos)."""
@@ -278,7 +292,7 @@ class PDQIndex:
         matches: list[Match] = []
         for row in rows.tolist():
             item = int(self._item_rows[row])
-            if item in seen:
+            if item in seen or item in self._discarded:
                 continue
             seen.add(item)
             name = None if transform is None else DIHEDRAL_NAMES[int(transform[row]) % 8]

@@ -133,7 +133,12 @@ class PerceptualHash(Base):
 
 
 class DuplicateLink(Base):
-    """A near or exact duplicate relation, stored in both directions."""
+    """A near or exact duplicate relation, stored in both directions.
+
+    ``evidence`` (migration 0003) is how the pair matched, seen from ``item_sha256``: the
+    keyframes and dihedral transform that matched, and for crops the ORB evidence and where
+    one picture sits in the other (docs/usage.md lists the fields).
+    """
 
     __tablename__ = "duplicate_links"
 
@@ -141,6 +146,22 @@ class DuplicateLink(Base):
     other_sha256: Mapped[str] = mapped_column(ForeignKey("items.sha256"), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32), primary_key=True)
     distance: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class PerceptualLog(Base):
+    """One row each time an item's perceptual hashes are stored, in commit order (migration 0003).
+
+    Written only under the dedupe lock (:func:`verification.pipeline.dedupe.lock_dedupe`), so
+    ids become visible in increasing order: a batch keeps the collection's PDQ index in memory
+    and reads only the rows past the last id it saw.
+    """
+
+    __tablename__ = "perceptual_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    item_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

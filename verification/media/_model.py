@@ -7,7 +7,7 @@ from typing import Any
 
 from verification.core.findings import Finding
 
-MEDIA_VERSION = "3"
+MEDIA_VERSION = "4"
 """Bump when extraction output changes; the nightly DAG reprocesses older records."""
 
 JPEG_MIME = "image/jpeg"
@@ -49,6 +49,7 @@ MEDIA_KEYS: tuple[str, ...] = (
     "codec",
     "rotation",
     "readable",
+    "compression",
 )
 
 

@@ -41,6 +41,7 @@ from verification.media._model import (
     unreadable,
 )
 from verification.media.c2pa import library_version, read_c2pa
+from verification.media.compression import jpeg_history
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -480,7 +481,8 @@ def analyse_image(path: Path, fmt: str, settings: Settings) -> MediaAnalysis:
         tags, exif_findings = read_exif(fh, fmt, decoded.exif)
         packet = _xmp_packet(fh, decoded)
         stored_size = heif_stored_size(fh) if fmt in {"heif", "avif"} else None
-    findings += exif_findings + decoded.findings
+        compression, compression_findings = jpeg_history(fh, fmt, tags)
+    findings += exif_findings + decoded.findings + compression_findings
     metadata = build_metadata(tags, xmp.summarise(packet))
     if exif_findings:  # malformed metadata was there: the file was not stripped of it
         metadata["metadata_stripped"] = False
@@ -489,7 +491,9 @@ def analyse_image(path: Path, fmt: str, settings: Settings) -> MediaAnalysis:
     metadata["c2pa"] = read_c2pa(path, MIME.get(fmt, ""))
     media = empty_media("image", fmt)
     width, height = stored_size or (decoded.width, decoded.height)
-    media.update(width=width, height=height, orientation=exif.orientation(tags))
+    media.update(
+        width=width, height=height, orientation=exif.orientation(tags), compression=compression
+    )
     perceptual = empty_perceptual()
     derivatives: tuple[Derivative, ...] = ()
     if decoded.scaled is not None:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select
@@ -38,6 +39,7 @@ from verification.core.config import Settings
 from verification.core.text import printable
 from verification.ledger.models import Submission
 from verification.pipeline.context import Context
+from verification.pipeline.dedupe import CollectionIndex
 from verification.pipeline.layout import INCOMING, SIDECAR_SUFFIX
 from verification.pipeline.model import (
     FAILED,
@@ -78,8 +80,8 @@ def _injected_fault(keys: Sequence[str]) -> str | None:
 
 
 def list_new(ctx: Context, case: str | None = None) -> list[ObjectInfo]:
-    """Objects under ``incoming/`` not yet processed or rejected (by key + ETag); failed ones
-    come back.
+    """Objects under ``incoming/`` not yet processed or rejected (by key + ETag), in first-seen
+    order (:func:`first_seen_order`); failed ones come back.
 
     An object whose key the store refuses (control characters, ``..``, a backslash: possible on
     S3) is recorded as ``rejected`` here, with the reason, because the listing is the only
@@ -102,7 +104,15 @@ def list_new(ctx: Context, case: str | None = None) -> list[ObjectInfo]:
         if problem is not None and not record_rejection(ctx, info, problem):
             continue  # another run rejected it at the same moment and reports it
         new.append(info)
-    return new
+    return sorted(new, key=first_seen_order)
+
+
+def first_seen_order(info: ObjectInfo) -> tuple[datetime, str]:
+    """Sort key of the listing: when the store first saw the object (S3 LastModified, a local
+    file's mtime), then the key. Results do not depend on it (links and statuses are the same in
+    any order); recording the earliest uploads first only spares re-evaluations."""
+    stamp = info.last_modified
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)), info.key
 
 
 def _key_problem(key: str) -> str | None:
@@ -145,6 +155,7 @@ def process_batch(
     workers = max(1, min(workers or ctx.settings.workers, len(keys)))
     order = {key: i for i, key in enumerate(keys)}
     outcomes: list[Outcome] = []
+    index = CollectionIndex(ctx.engine)  # the collection's hashes, read once for the batch
     try:
         with (
             analysis_pool(ctx.settings, workers, keys) as pool,
@@ -153,7 +164,7 @@ def process_batch(
             futures = [io.submit(_prepare, ctx, pool, key) for key in keys]
             try:
                 for future in as_completed(futures):
-                    outcome = _record(ctx, future)
+                    outcome = _record(ctx, future, index)
                     outcomes.append(outcome)
                     if progress:
                         progress(outcome)
@@ -257,7 +268,9 @@ def _preserve_and_analyse(ctx: Context, pool: AnalysisPool, info: ObjectInfo) ->
     return with_analysis(base, result, derivatives, kept.claim_problem)
 
 
-def _record(ctx: Context, future: Future[Analysis | _Done | _Refused]) -> Outcome:
+def _record(
+    ctx: Context, future: Future[Analysis | _Done | _Refused], index: CollectionIndex
+) -> Outcome:
     """Record one prepared submission; a database failure is that submission's ``failed``,
     reported in one line (the next run retries it)."""
     prepared = future.result()  # WorkersUnavailable propagates: the batch cannot go on
@@ -270,7 +283,7 @@ def _record(ctx: Context, future: Future[Analysis | _Done | _Refused]) -> Outcom
             if done is not None:
                 return done
             prepared = Analysis(key, prepared.info, error="processed record vanished")
-        return record_analysis(ctx, prepared)
+        return record_analysis(ctx, prepared, index)
     except SQLAlchemyError as exc:
         log.error("could not record %s: %s", printable(key), printable(reason(exc)))
         log.debug("recording %s failed", printable(key), exc_info=True)

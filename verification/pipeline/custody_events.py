@@ -6,9 +6,12 @@ Each event has a step key, so writing them again (a retried transaction, a secon
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+from collections.abc import Mapping
 from datetime import UTC
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
@@ -140,3 +143,58 @@ def record_validation(
         agents=ctx.agents,
         session=session,
     )
+
+
+def record_reevaluation(
+    ctx: Context,
+    session: Session,
+    sha: str,
+    version: str,
+    reason: str,
+    cause: Mapping[str, Any],
+    previous_status: str,
+    data: Mapping[str, Any],
+) -> None:
+    """The custody event of an item re-evaluated because of another item (a ``validation``).
+
+    ``reason`` is ``new-link`` (a later item linked to this one) or ``linked-item-changed``
+    (a linked item's first-seen time, case or capture time changed); ``cause`` names the
+    other item (and the link). Appended once per cause (its step key).
+    """
+    status = data["status"]
+    outcome: Literal["success", "warning"] = "success" if status == "consistent" else "warning"
+    words = _REEVALUATION_REASONS[reason]
+    other = cause["item"]
+    if reason == "new-link":
+        suffix = cause["kind"]
+    else:  # one event per state of the linked item
+        state = json.dumps(dict(cause), sort_keys=True, default=str).encode()
+        suffix = f"{reason}:{hashlib.sha256(state).hexdigest()[:16]}"
+    ctx.ledger.append(
+        sha,
+        "validation",
+        outcome,
+        {
+            "re_evaluation": True,
+            "reason": words,
+            "cause": dict(cause),
+            "pipeline_version": version,
+            "previous_status": previous_status,
+            "status": status,
+            "status_reasons": list(data.get("status_reasons", [])),
+            "findings": sorted({f["code"] for f in data.get("findings", [])}),
+            "earliest_copy": data.get("earliest_copy"),
+        },
+        step_key=f"re-evaluation:{version}:{other}:{suffix}"[:200],
+        agents=ctx.agents,
+        session=session,
+    )
+
+
+_REEVALUATION_REASONS = {
+    "new-link": "re-evaluation: a later item was linked to this one as a near-duplicate",
+    "linked-item-changed": (
+        "re-evaluation: a linked item's first-seen time, case or capture time changed "
+        "(an earlier submission of it was recorded)"
+    ),
+}

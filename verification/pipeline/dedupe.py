@@ -1,65 +1,242 @@
 """Near-duplicates across the whole collection: find an item's matches, store its PDQ hashes
-and the links (inside the transaction that records the submission)."""
+and the links (inside the transaction that records the submission).
+
+A batch keeps the collection's PDQ hashes in memory (:class:`CollectionIndex`), loaded once and
+brought up to date from ``perceptual_log`` before each item. Whoever stores hashes holds the
+dedupe lock (:func:`lock_dedupe`) until its transaction ends, so log ids become visible in
+order, and the recording transaction looks once more, under that lock, for items committed
+since its matches were found: two runs recording near-duplicates at the same moment still
+link them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
-from verification.ledger.models import DuplicateLink, PerceptualHash, insert_if_absent, utcnow
+from verification.duplicates.index import MIN_PDQ_QUALITY, PDQIndex
+from verification.duplicates.matching import find_duplicates, mirrored
+from verification.ledger.models import (
+    DuplicateLink,
+    Item,
+    PerceptualHash,
+    PerceptualLog,
+    Record,
+    insert_if_absent,
+    utcnow,
+)
 from verification.pipeline.context import Context
 from verification.pipeline.layout import derivative_key
 from verification.pipeline.model import Analysis
 from verification.storage import ObjectStore, StoreError
 
+log = logging.getLogger(__name__)
 
-def find_matches(ctx: Context, analysis: Analysis) -> list[dict[str, Any]]:
+# pg_advisory_xact_lock key of the dedupe lock ("evidence dedupe" as a 63-bit number).
+DEDUPE_LOCK = 0x65766964_6465_6475
+
+
+class CollectionIndex:
+    """The collection's PDQ hashes in memory for one batch, refreshed incrementally.
+
+    The first :meth:`refresh` reads every stored hash; later ones read only the items whose
+    hashes were stored since (``perceptual_log`` rows past the last id seen), so recording
+    the n-th item of a batch no longer costs a read of the whole collection.
+    """
+
+    def __init__(self, engine: Any, min_quality: int = MIN_PDQ_QUALITY) -> None:
+        self.engine = engine
+        self.min_quality = min_quality
+        self.index = PDQIndex()
+        self.watermark: int | None = None
+        self._perceptual: dict[str, Mapping[str, Any] | None] = {}
+
+    def refresh(self, session: Session | None = None) -> set[str]:
+        """Catch up with hashes stored since the last call; the items that changed."""
+        if session is None:
+            with Session(self.engine) as own:
+                return self.refresh(own)
+        if self.watermark is None:
+            self.watermark = _last_log_id(session)  # first: a row logged meanwhile is re-read
+            self._add(session, None)
+            return set(self.index.item_ids)
+        rows = session.execute(
+            select(PerceptualLog.id, PerceptualLog.item_sha256)
+            .where(PerceptualLog.id > self.watermark)
+            .order_by(PerceptualLog.id)
+        ).all()
+        if not rows:
+            return set()
+        self.watermark = rows[-1][0]
+        changed = {item for _, item in rows}
+        for item in changed:
+            self.index.discard(item)
+            self._perceptual.pop(item, None)
+        self._add(session, changed)
+        return changed
+
+    def _add(self, session: Session, items: set[str] | None) -> None:
+        query = select(PerceptualHash.item_sha256, PerceptualHash.pdq, PerceptualHash.frame).where(
+            (PerceptualHash.quality.is_(None)) | (PerceptualHash.quality >= self.min_quality)
+        )
+        for chunk in _chunks(sorted(items)) if items is not None else [None]:
+            selected = (
+                query if chunk is None else query.where(PerceptualHash.item_sha256.in_(chunk))
+            )
+            self.index.add_many(session.execute(selected).all())
+
+    def perceptual(self, session: Session, item: str) -> Mapping[str, Any] | None:
+        """An item's perceptual hashes as its newest record holds them (cached)."""
+        if item not in self._perceptual:
+            data = session.scalar(
+                select(Record.data)
+                .where(Record.item_sha256 == item)
+                .order_by(Record.id.desc())
+                .limit(1)
+            )
+            self._perceptual[item] = (data or {}).get("perceptual")
+        return self._perceptual[item]
+
+    def subset(self, items: Iterable[str]) -> PDQIndex:
+        """A small index of only ``items`` (for the look under the dedupe lock)."""
+        wanted = set(items)
+        with Session(self.engine) as session:
+            return _subset_index(session, wanted, self.min_quality)
+
+
+def _subset_index(session: Session, items: set[str], min_quality: int) -> PDQIndex:
+    index = PDQIndex()
+    for chunk in _chunks(sorted(items)):
+        index.add_many(
+            session.execute(
+                select(PerceptualHash.item_sha256, PerceptualHash.pdq, PerceptualHash.frame).where(
+                    PerceptualHash.item_sha256.in_(chunk),
+                    (PerceptualHash.quality.is_(None)) | (PerceptualHash.quality >= min_quality),
+                )
+            ).all()
+        )
+    return index
+
+
+def _chunks(items: Sequence[str], size: int = 500) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def _last_log_id(session: Session) -> int:
+    return int(session.scalar(select(func.max(PerceptualLog.id))) or 0)
+
+
+def lock_dedupe(session: Session) -> None:
+    """Take the dedupe lock until ``session``'s transaction ends (PostgreSQL advisory lock;
+    SQLite's write lock already serialises every transaction)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": DEDUPE_LOCK})
+
+
+def find_matches(
+    ctx: Context,
+    analysis: Analysis,
+    index: CollectionIndex | None = None,
+    *,
+    session: Session | None = None,
+    only: set[str] | None = None,
+) -> list[dict[str, Any]]:
     """Every near or exact duplicate of the analysed item in the collection (reads only).
 
-    Runs before the recording transaction, so the thumbnails of candidates are read from the
-    store without holding the item's lock.
+    Runs before the recording transaction (so candidates' thumbnails are read from the store
+    without holding any lock), on ``index`` brought up to date; with ``only``, against just
+    those items (the look under the dedupe lock, in ``session``).
     """
-    from verification.duplicates import find_duplicates
-
     assert analysis.digests is not None
     sha = analysis.digests.sha256
+    index = index or CollectionIndex(ctx.engine)
+    if only is None:
+        index.refresh()
+        pdq: PDQIndex = index.index
+    else:
+        assert session is not None
+        pdq = _subset_index(session, only - {sha}, index.min_quality)
+
+    def load_perceptual(other: str) -> Mapping[str, Any] | None:
+        if session is not None:
+            return index.perceptual(session, other)
+        with Session(ctx.engine) as own:
+            return index.perceptual(own, other)
+
     return find_duplicates(
         analysis.perceptual,
-        load_index(ctx, exclude=sha),
+        pdq,
         threshold=ctx.settings.pdq_threshold,
         exclude=sha,
         image=_thumbnail(ctx.store, sha),
         load_image=lambda other: _thumbnail(ctx.store, other),
+        load_perceptual=load_perceptual,
+        min_quality=index.min_quality,
     )
+
+
+def late_matches(
+    ctx: Context, session: Session, analysis: Analysis, index: CollectionIndex
+) -> list[dict[str, Any]]:
+    """Under the dedupe lock: matches among items committed since ``index`` was refreshed."""
+    assert analysis.digests is not None
+    fresh = index.refresh(session) - {analysis.digests.sha256}
+    if not fresh:
+        return []
+    log.debug("%d item(s) stored since the matches were found: matching them too", len(fresh))
+    return find_matches(ctx, analysis, index, session=session, only=fresh)
 
 
 def link_duplicates(
     session: Session, sha: str, perceptual: Mapping[str, Any], matches: list[dict[str, Any]]
-) -> None:
+) -> list[dict[str, Any]]:
     """Store the item's PDQ hashes and link it to each match, both ways, in ``session``.
 
+    Each direction carries its own evidence (:func:`~verification.duplicates.matching.mirrored`).
     Links are written in one order (sorted), whoever writes them, and an existing link is
-    kept: two runs linking the same pair at once neither deadlock nor fail.
+    kept: two runs linking the same pair at once neither deadlock nor fail. Returns the
+    matches whose links are new (their items' records must be re-evaluated).
     """
     _store_pdq(session, sha, perceptual)
     now = utcnow()
-    pairs = sorted(
-        (a, b, match["kind"], match["distance"])
+    directions = [
+        row
         for match in matches
-        for a, b in ((sha, match["item"]), (match["item"], sha))
-    )
-    for a, b, kind, distance in pairs:
+        for row in ((sha, match["item"], match), (match["item"], sha, mirrored(match, sha)))
+    ]
+    rows = sorted(directions, key=lambda row: (row[0], row[1], row[2]["kind"]))
+    new: list[dict[str, Any]] = []
+    for a, b, entry in rows:
         values = {
             "item_sha256": a,
             "other_sha256": b,
-            "kind": kind,
-            "distance": distance,
+            "kind": entry["kind"],
+            "distance": entry["distance"] if entry["distance"] is not None else -1,
             "created_at": now,
+            "evidence": _evidence(entry),
         }
-        insert_if_absent(session, DuplicateLink, values, ("item_sha256", "other_sha256", "kind"))
+        keys = ("item_sha256", "other_sha256", "kind")
+        if insert_if_absent(session, DuplicateLink, values, keys) and a == sha:
+            new.append(entry)
+    return new
+
+
+def _evidence(entry: Mapping[str, Any]) -> dict[str, Any]:
+    fields = ("keyframe", "other_keyframe", "transform", "crop")
+    return {name: entry.get(name) for name in fields}
+
+
+def linked_items(session: Session, sha: str) -> list[str]:
+    """Items linked to ``sha`` (any kind), sorted."""
+    rows = session.scalars(
+        select(DuplicateLink.other_sha256).where(DuplicateLink.item_sha256 == sha).distinct()
+    )
+    return sorted(rows)
 
 
 def _thumbnail(store: ObjectStore, sha: str) -> bytes | None:
@@ -83,18 +260,22 @@ def _store_pdq(session: Session, sha: str, perceptual: Mapping[str, Any]) -> Non
         session.add(
             PerceptualHash(item_sha256=sha, frame=frame, pdq=bytes.fromhex(pdq), quality=quality)
         )
+    session.add(PerceptualLog(item_sha256=sha, created_at=utcnow()))
     session.flush()
 
 
 def load_index(ctx: Context, exclude: str | None = None) -> Any:
     """Every stored PDQ hash of the collection, as a vectorised index."""
-    from verification.duplicates import PDQIndex
+    cache = CollectionIndex(ctx.engine)
+    cache.refresh()
+    if exclude:
+        cache.index.discard(exclude)
+    return cache.index
 
-    index = PDQIndex()
-    with Session(ctx.engine) as session:
-        query = select(PerceptualHash.item_sha256, PerceptualHash.pdq)
-        if exclude:
-            query = query.where(PerceptualHash.item_sha256 != exclude)
-        for item, pdq in session.execute(query):
-            index.add(item, pdq)
-    return index
+
+def lock_items(session: Session, shas: Sequence[str]) -> None:
+    """Hold the items' rows until the transaction ends, taken in SHA-256 order so two
+    transactions never wait for each other: recorders of one item take turns (PostgreSQL;
+    SQLite's write lock already serialises every transaction)."""
+    for sha in sorted(set(shas)):
+        session.execute(select(Item.sha256).where(Item.sha256 == sha).with_for_update())

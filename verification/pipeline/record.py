@@ -39,10 +39,22 @@ from verification.pipeline.custody_events import (
     record_analysis_events,
     record_preservation,
 )
-from verification.pipeline.dedupe import find_matches, link_duplicates
+from verification.pipeline.dedupe import (
+    CollectionIndex,
+    find_matches,
+    late_matches,
+    link_duplicates,
+    lock_dedupe,
+    lock_items,
+)
 from verification.pipeline.layout import case_of, vault_key
 from verification.pipeline.model import FAILED, REJECTED, Analysis, Outcome
-from verification.pipeline.record_data import write_record
+from verification.pipeline.record_data import (
+    adopt_earliest_submission,
+    item_state,
+    reevaluate_linked,
+    write_record,
+)
 from verification.storage import ObjectInfo
 
 log = logging.getLogger(__name__)
@@ -61,32 +73,40 @@ NO_ETAG = "unreadable"
 UNLISTED = "unlisted"
 
 
-def record_analysis(ctx: Context, analysis: Analysis) -> Outcome:
+def record_analysis(
+    ctx: Context, analysis: Analysis, index: CollectionIndex | None = None
+) -> Outcome:
     """Record what preservation and analysis learned about one submission, in one transaction.
 
     A file that defeats the analysis (``analysis.error`` with digests) is quarantined; one that
-    could not be read at all is recorded as ``failed``, to be retried. Idempotent.
+    could not be read at all is recorded as ``failed``, to be retried. Idempotent. ``index`` is
+    the batch's in-memory view of the collection's hashes (one is made when not given).
     """
     if analysis.info is None or analysis.digests is None:
         return record_failure(ctx, analysis.key, analysis.info, analysis.error or "not read")
     existing = processed_outcome(ctx, analysis.info)
     if existing is not None:
         return existing
-    matches = [] if analysis.error else find_matches(ctx, analysis)
-    return in_transaction(ctx, lambda session: _record(ctx, session, analysis, matches))
+    index = index or CollectionIndex(ctx.engine)
+    matches = [] if analysis.error else find_matches(ctx, analysis, index)
+    return in_transaction(ctx, lambda session: _record(ctx, session, analysis, matches, index))
 
 
-def record_reanalysis(ctx: Context, analysis: Analysis, submission_id: int) -> Outcome:
+def record_reanalysis(
+    ctx: Context, analysis: Analysis, submission_id: int, index: CollectionIndex | None = None
+) -> Outcome:
     """Record a new analysis of an item's preserved original (reprocessing), in one transaction."""
     assert analysis.digests is not None
     sha = analysis.digests.sha256
-    matches = find_matches(ctx, analysis)
+    index = index or CollectionIndex(ctx.engine)
+    matches = find_matches(ctx, analysis, index)
 
     def work(session: Session) -> Outcome:
-        _lock_item(session, sha)
+        lock_dedupe(session)
+        lock_items(session, [sha, *(m["item"] for m in matches)])
+        before = item_state(session, sha)
         record_analysis_events(ctx, session, analysis)
-        link_duplicates(session, sha, analysis.perceptual, matches)
-        write_record(ctx, session, analysis, submission_id)
+        _link_and_write(ctx, session, analysis, submission_id, matches, index, before)
         return _outcome(session, analysis.key, sha)
 
     return in_transaction(ctx, work)
@@ -108,28 +128,56 @@ def in_transaction(ctx: Context, work: Callable[[Session], T]) -> T:
 
 
 def _record(
-    ctx: Context, session: Session, analysis: Analysis, matches: list[dict[str, Any]]
+    ctx: Context,
+    session: Session,
+    analysis: Analysis,
+    matches: list[dict[str, Any]],
+    index: CollectionIndex,
 ) -> Outcome:
     info, digests = analysis.info, analysis.digests
     assert info is not None and digests is not None
     sha = digests.sha256
+    lock_dedupe(session)  # first, before any row lock: recorders that link items take turns
     _insert_item(session, analysis)
-    _lock_item(session, sha)
+    lock_items(session, [sha, *(m["item"] for m in matches)])
     done = _processed_submission(session, info)
     if done is not None and done.item_sha256:  # someone else recorded it meanwhile
         return _outcome(session, info.key, done.item_sha256)
+    before = item_state(session, sha)
     sub = _claim_submission(session, analysis)
+    adopt_earliest_submission(session, sha)
     record_preservation(ctx, session, analysis, sub.id)
     if analysis.error:
         _record_quarantine(ctx, session, analysis, sub.id)
+        reevaluate_linked(ctx, session, sha, [], before)
     else:
         record_analysis_events(ctx, session, analysis)
-        link_duplicates(session, sha, analysis.perceptual, matches)
-        write_record(ctx, session, analysis, sub.id)
+        _link_and_write(ctx, session, analysis, sub.id, matches, index, before)
     sub.item_sha256 = sha
     sub.state, sub.processed_at, sub.error = "processed", utcnow(), analysis.error
     _supersede_failures(session, info.key, sub.id)
     return _outcome(session, info.key, sha)
+
+
+def _link_and_write(
+    ctx: Context,
+    session: Session,
+    analysis: Analysis,
+    submission_id: int,
+    matches: list[dict[str, Any]],
+    index: CollectionIndex,
+    before: tuple[Any, ...] | None,
+) -> None:
+    """Links (with those only visible under the dedupe lock), the record, and the re-evaluation
+    of every item the links or this item's new first-seen time affect."""
+    assert analysis.digests is not None
+    sha = analysis.digests.sha256
+    late = late_matches(ctx, session, analysis, index)
+    if late:
+        lock_items(session, [m["item"] for m in late])
+    new = link_duplicates(session, sha, analysis.perceptual, [*matches, *late])
+    write_record(ctx, session, analysis, submission_id)
+    reevaluate_linked(ctx, session, sha, new, before)
 
 
 def _supersede_failures(session: Session, key: str, submission_id: int) -> None:
@@ -368,12 +416,6 @@ def _insert_item(session: Session, analysis: Analysis) -> None:
         "fixity": "success",
     }
     insert_if_absent(session, Item, values, ("sha256",))
-
-
-def _lock_item(session: Session, sha: str) -> None:
-    """Hold the item's row until the transaction ends: recorders of one item take turns
-    (PostgreSQL; SQLite's write lock already serialises every transaction)."""
-    session.execute(select(Item.sha256).where(Item.sha256 == sha).with_for_update())
 
 
 def _claim_submission(session: Session, analysis: Analysis) -> Submission:

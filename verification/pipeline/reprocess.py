@@ -24,6 +24,7 @@ from verification.core.text import printable
 from verification.ledger.models import Item, Submission
 from verification.pipeline.batch import analysis_pool
 from verification.pipeline.context import Context
+from verification.pipeline.dedupe import CollectionIndex
 from verification.pipeline.layout import case_of, pipeline_version, vault_key
 from verification.pipeline.model import FAILED, Analysis, Outcome, reason, with_analysis
 from verification.pipeline.preservation import PreservationError, store_derivatives
@@ -53,17 +54,23 @@ def reprocess_items(ctx: Context, items: list[str], *, workers: int | None = Non
         return []
     size = max(1, min(workers or ctx.settings.workers, len(items)))
     outcomes = []
+    index = CollectionIndex(ctx.engine)
     with analysis_pool(ctx.settings, size) as pool:
         for sha in items:
             try:
-                outcomes.append(reprocess_item(ctx, sha, pool))
+                outcomes.append(reprocess_item(ctx, sha, pool, index))
             except (StoreError, OSError) as exc:
                 log.error("cannot reprocess %s: %s", sha[:12], printable(reason(exc)))
                 outcomes.append(Outcome(sha, sha, FAILED, error=reason(exc)))
     return outcomes
 
 
-def reprocess_item(ctx: Context, sha: str, pool: AnalysisPool | None = None) -> Outcome:
+def reprocess_item(
+    ctx: Context,
+    sha: str,
+    pool: AnalysisPool | None = None,
+    index: CollectionIndex | None = None,
+) -> Outcome:
     """Analyse the preserved original again with the current extractors and record it.
 
     Raises :class:`PreservationError` when the vault copy no longer matches its SHA-256 (the
@@ -71,7 +78,7 @@ def reprocess_item(ctx: Context, sha: str, pool: AnalysisPool | None = None) -> 
     """
     if pool is None:
         with analysis_pool(ctx.settings, 1) as own:
-            return reprocess_item(ctx, sha, own)
+            return reprocess_item(ctx, sha, own, index)
     with Session(ctx.engine) as session:
         subs = list(
             session.scalars(
@@ -107,7 +114,7 @@ def reprocess_item(ctx: Context, sha: str, pool: AnalysisPool | None = None) -> 
             base = Analysis(sub.store_key, info, claims, digests, None, {"outcome": "success"})
             derivatives = store_derivatives(ctx.store, sha, result.derivatives)
             analysis = with_analysis(base, result, derivatives)
-            recorded = record_reanalysis(ctx, analysis, sub.id)
+            recorded = record_reanalysis(ctx, analysis, sub.id, index)
             outcome = replace(recorded, key=subs[0].store_key)
     return outcome
 

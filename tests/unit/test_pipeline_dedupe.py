@@ -1,0 +1,451 @@
+"""Near-duplicate links, findings and statuses do not depend on the order of processing.
+
+Real ingests (local store, SQLite ledger, analysis workers) of the same uploads: originals,
+their social-media-like variants (a 5 % crop named to sort first, a resized recompressed copy,
+a mirror), an exact duplicate in another case, a low-texture picture and its crop, and
+unrelated photos.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import random
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image, ImageFilter, ImageOps
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tests.helpers import init_context, make_settings
+from verification import pipeline
+from verification.core.claims import Claims
+from verification.ledger.models import DuplicateLink, Event, Item, ItemFinding, Record, Submission
+from verification.pipeline import Context
+from verification.pipeline.submission import submit_file
+from verification.storage.local import LocalStore
+
+
+def _jpeg(image: Image.Image, quality: int = 90, exif: bytes | None = None) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=quality, **({"exif": exif} if exif else {}))
+    return buffer.getvalue()
+
+
+def _crop(image: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:
+    w, h = image.size
+    return image.crop((round(box[0] * w), round(box[1] * h), round(box[2] * w), round(box[3] * h)))
+
+
+# (case, file name, how the bytes are made), in upload order: the order defines first-seen.
+def _uploads() -> list[tuple[str, str, bytes]]:
+    from tests.unit.test_duplicates import _scene
+    from verification.media.samples import exif_bytes
+
+    original = _scene(101, (800, 600))
+    low = _scene(104, (800, 600)).filter(ImageFilter.GaussianBlur(5))
+    scene_b = _jpeg(_scene(102, (800, 600)))
+    taken = exif_bytes(taken="2024:03:14 11:20:05", offset="+02:00")
+    return [
+        ("case-1", "orig-00.jpg", _jpeg(original, 92, taken)),
+        ("case-1", "unrelated-1.jpg", _jpeg(_scene(103, (800, 600)))),
+        ("case-2", "scene-b.jpg", scene_b),
+        ("case-1", "low.jpg", _jpeg(low)),
+        ("case-1", "orig-00-crop5.jpg", _jpeg(_crop(original, (0.05, 0.05, 0.95, 0.95)), 85)),
+        ("case-2", "orig-00-small.jpg", _jpeg(original.resize((400, 300)), 60)),
+        ("case-1", "scene-b.jpg", scene_b),
+        ("case-2", "orig-00-mirror.jpg", _jpeg(ImageOps.mirror(original), 88)),
+        ("case-1", "low-crop.jpg", _jpeg(_crop(low, (0.0, 0.0, 0.92, 0.92)), 85)),
+        ("case-2", "unrelated-2.jpg", _jpeg(_scene(105, (800, 600)))),
+    ]
+
+
+@pytest.fixture(scope="module")
+def uploaded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding the uploads (copied for each run, so first-seen times are identical)."""
+    root = tmp_path_factory.mktemp("uploads")
+    store = LocalStore(root / "store")
+    for case, name, data in _uploads():
+        path = root / "files" / case / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        submit_file(store, path, Claims(case, "witness"))
+    return root / "store"
+
+
+def _context(uploaded: Path, home: Path, workers: int) -> Context:
+    shutil.copytree(uploaded, home / "store", copy_function=shutil.copy2)
+    settings = make_settings(home, workers=workers)
+    return init_context(settings, store=LocalStore(home / "store"))
+
+
+def _normalised(evidence: Any, keys: dict[int, str]) -> Any:
+    """Submission row ids (numbered in recording order) replaced by their keys."""
+    if isinstance(evidence, dict):
+        out = {}
+        for name, value in evidence.items():
+            if name == "submission" and isinstance(value, int):
+                out[name] = keys[value]
+            elif name == "submissions":
+                out[name] = [keys[v] for v in value]
+            else:
+                out[name] = _normalised(value, keys)
+        return out
+    return evidence
+
+
+def _snapshot(ctx: Context) -> dict[str, Any]:
+    """Links, findings, statuses and summaries as the ledger holds them, order-free."""
+    with Session(ctx.engine) as session:
+        keys = {s.id: s.store_key for s in session.scalars(select(Submission))}
+        items: dict[str, Any] = {}
+        for item in session.scalars(select(Item)):
+            record = session.scalars(
+                select(Record).where(Record.item_sha256 == item.sha256).order_by(Record.id)
+            ).all()[-1]
+            findings = sorted(
+                json.dumps(_normalised(f, keys), sort_keys=True) for f in record.data["findings"]
+            )
+            codes = session.scalars(
+                select(ItemFinding.code).where(ItemFinding.item_sha256 == item.sha256)
+            )
+            items[item.sha256] = {
+                "status": (item.status, record.status, record.data["status"]),
+                "case": (item.case_id, item.first_seen.isoformat(), item.capture_time),
+                "findings": findings,
+                "codes": sorted(codes),
+                "duplicates": record.data["duplicates"],
+                "earliest": record.data["earliest_copy"],
+                "submissions": [s["key"] for s in record.data["submissions"]],
+            }
+        links = sorted(
+            (link.item_sha256, link.other_sha256, link.kind, link.distance, link.evidence)
+            for link in session.scalars(select(DuplicateLink))
+        )
+    outcomes = {
+        o.key: (o.status, o.findings)
+        for o in pipeline.recorded_outcomes(ctx, sorted(keys.values()))
+    }
+    return {
+        "items": items,
+        "links": [json.dumps(link, sort_keys=True) for link in links],
+        "outcomes": outcomes,
+    }
+
+
+def _run(ctx: Context, groups: Sequence[Sequence[str]], workers: int) -> None:
+    for group in groups:
+        outcomes = pipeline.process_batch(ctx, list(group), workers=workers)
+        assert all(not o.failed for o in outcomes), outcomes
+
+
+def _shuffled(keys: list[str], seed: int) -> tuple[list[list[str]], int]:
+    """A seeded permutation of ``keys`` cut into 1-3 batches, and a worker count (1 or 2)."""
+    rng = random.Random(seed)
+    order = keys[:]
+    rng.shuffle(order)
+    cuts = sorted(rng.sample(range(1, len(order)), rng.randint(0, 2)))
+    bounds = [0, *cuts, len(order)]
+    return [order[a:b] for a, b in itertools.pairwise(bounds)], rng.choice((1, 2))
+
+
+@pytest.fixture(scope="module")
+def reference(uploaded: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Context, dict]:
+    """`evidence ingest` (first-seen order, one batch) on the uploads."""
+    ctx = _context(uploaded, tmp_path_factory.mktemp("reference"), workers=2)
+    pipeline.ingest(ctx)
+    return ctx, _snapshot(ctx)
+
+
+def _sha_of(ctx: Context, name: str, case: str = "case-1") -> str:
+    with Session(ctx.engine) as session:
+        sha = session.scalar(
+            select(Submission.item_sha256).where(Submission.store_key == f"incoming/{case}/{name}")
+        )
+    assert sha is not None
+    return sha
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_any_processing_order_gives_the_same_links_findings_and_statuses(
+    seed: int, uploaded: Path, tmp_path: Path, reference: tuple[Context, dict]
+) -> None:
+    """A seeded permutation, cut into batches, with 1 or 2 workers, records what ingest does."""
+    _, expected = reference
+    keys = sorted(o for o in expected["outcomes"])
+    groups, workers = _shuffled(keys, seed)
+    ctx = _context(uploaded, tmp_path / "home", workers)
+    _run(ctx, groups, workers)
+    got = _snapshot(ctx)
+    assert got["outcomes"] == expected["outcomes"]
+    assert got["links"] == expected["links"]
+    for sha, want in expected["items"].items():
+        assert got["items"][sha] == want, f"{sha[:12]} differs (order {groups}, {workers} workers)"
+    assert ctx.ledger.verify().ok
+
+
+def test_crop_and_original_both_carry_the_finding_with_the_crop_evidence(
+    reference: tuple[Context, dict],
+) -> None:
+    """Both sides of a crop link need review; the crop's entry says where it sits."""
+    ctx, snapshot = reference
+    original, crop = _sha_of(ctx, "orig-00.jpg"), _sha_of(ctx, "orig-00-crop5.jpg")
+    for sha in (original, crop):
+        assert snapshot["items"][sha]["status"][0] == "needs-review"
+        assert "near-duplicate" in snapshot["items"][sha]["codes"]
+    (entry,) = [d for d in snapshot["items"][crop]["duplicates"] if d["item"] == original]
+    assert entry["kind"] == "crop-orb"
+    assert entry["crop"]["inner"] == "this"
+    assert entry["crop"]["position"] == "centre"
+    assert 0.75 < entry["crop"]["area"] < 0.88
+    assert entry["crop"]["sentence"].startswith("this item is a 8")
+    assert (
+        entry["crop"]["inliers"] >= 25
+        and entry["crop"]["matched_points"] >= entry["crop"]["inliers"]
+    )
+    (back,) = [d for d in snapshot["items"][original]["duplicates"] if d["item"] == crop]
+    assert back["crop"]["inner"] == "other"
+    assert back["crop"]["sentence"].startswith("the other item is a 8")
+
+
+def test_earliest_copy_is_the_first_seen_upload_whatever_sorts_first(
+    reference: tuple[Context, dict],
+) -> None:
+    """orig-00-crop5.jpg sorts before orig-00.jpg but was uploaded later: the original is the
+    earliest copy for every member of the group, decided by first-seen time."""
+    ctx, snapshot = reference
+    original = _sha_of(ctx, "orig-00.jpg")
+    for name, case in (
+        ("orig-00-crop5.jpg", "case-1"),
+        ("orig-00-small.jpg", "case-2"),
+        ("orig-00-mirror.jpg", "case-2"),
+    ):
+        earliest = snapshot["items"][_sha_of(ctx, name, case)]["earliest"]
+        assert (earliest["item"], earliest["rule"], earliest["this_item"]) == (
+            original,
+            "first-seen",
+            False,
+        )
+    assert snapshot["items"][original]["earliest"]["this_item"] is True
+
+
+def test_mirror_and_resized_copies_link_with_their_kind(reference: tuple[Context, dict]) -> None:
+    """A mirrored copy links through the dihedral hashes (transform named both ways), a resized
+    recompressed one through plain PDQ; unrelated photos link to nothing."""
+    ctx, snapshot = reference
+    original = _sha_of(ctx, "orig-00.jpg")
+    mirror = _sha_of(ctx, "orig-00-mirror.jpg", "case-2")
+    small = _sha_of(ctx, "orig-00-small.jpg", "case-2")
+    entries = {d["item"]: d for d in snapshot["items"][original]["duplicates"]}
+    assert entries[mirror]["kind"] == "near-pdq-dihedral"
+    assert entries[mirror]["transform"] == "flip-horizontal"
+    assert entries[small]["kind"] == "near-pdq"
+    for name, case in (("unrelated-1.jpg", "case-1"), ("unrelated-2.jpg", "case-2")):
+        assert snapshot["items"][_sha_of(ctx, name, case)]["duplicates"] == []
+
+
+def test_exact_duplicate_takes_case_and_first_seen_of_its_earliest_upload(
+    reference: tuple[Context, dict],
+) -> None:
+    """The bytes uploaded to case-2 first and case-1 later belong to case-2, first seen then."""
+    ctx, snapshot = reference
+    sha = _sha_of(ctx, "scene-b.jpg")
+    assert snapshot["items"][sha]["case"][0] == "case-2"
+    assert snapshot["items"][sha]["submissions"] == [
+        "incoming/case-2/scene-b.jpg",
+        "incoming/case-1/scene-b.jpg",
+    ]
+
+
+def test_earlier_item_is_re_evaluated_with_a_custody_event_of_its_own(
+    reference: tuple[Context, dict],
+) -> None:
+    """The original, recorded first, gets one validation event per later link, saying it is a
+    re-evaluation, why, and which link; its chain verifies."""
+    ctx, _ = reference
+    original = _sha_of(ctx, "orig-00.jpg")
+    events = [e for e in ctx.ledger.events(original) if e.detail.get("re_evaluation")]
+    assert {e.type for e in events} == {"validation"}
+    kinds = sorted(e.detail["cause"]["kind"] for e in events)
+    assert kinds == ["crop-orb", "near-pdq", "near-pdq-dihedral"]
+    assert all(e.detail["reason"].startswith("re-evaluation: a later item") for e in events)
+    assert events[-1].detail["status"] == "needs-review"
+    assert ctx.ledger.verify(original).ok
+
+
+def test_re_evaluation_is_not_repeated_when_the_batch_runs_again(
+    reference: tuple[Context, dict],
+) -> None:
+    """Processing the same keys again adds no custody event (step keys)."""
+    ctx, snapshot = reference
+    before = _event_count(ctx)
+    pipeline.process_batch(ctx, sorted(snapshot["outcomes"]), workers=1)
+    assert _event_count(ctx) == before
+    assert _snapshot(ctx) == snapshot
+
+
+def _event_count(ctx: Context) -> int:
+    with Session(ctx.engine) as session:
+        return len(session.scalars(select(Event.id)).all())
+
+
+# --- earliest copy, the batch's index, the look under the dedupe lock -------------------------
+
+
+def _member(item: str, first_seen: str, capture: str | None = None) -> dict[str, Any]:
+    return {"item": item, "first_seen": first_seen, "capture_time": capture, "case_id": "c"}
+
+
+def test_earliest_copy_ties_go_to_capture_time_then_hash() -> None:
+    """First-seen time decides; equal ones fall to capture time (unknown last), then SHA-256,
+    and the rule that decided is named."""
+    from verification.pipeline.record_data import earliest_copy
+
+    t0, t1 = "2026-01-01T10:00:00+00:00", "2026-01-01T10:00:20+00:00"
+    me = _member("b" * 64, t1)
+    assert earliest_copy(me, [_member("a" * 64, t0)])["rule"] == "first-seen"
+    tie = earliest_copy(_member("a" * 64, t0), [_member("b" * 64, t0, "2024-03-14T11:20:05+02:00")])
+    assert (tie["item"], tie["rule"]) == ("b" * 64, "capture-time")
+    same = earliest_copy(
+        _member("c" * 64, t0, "2024-03-14T09:20:05Z"),
+        [_member("b" * 64, t0, "2024-03-14T11:20:05+02:00")],
+    )
+    assert (same["item"], same["rule"], same["this_item"]) == ("b" * 64, "sha256", False)
+    assert earliest_copy(me, []) is None
+
+
+def test_batch_index_reads_only_what_was_stored_since(uploaded: Path, tmp_path: Path) -> None:
+    """The first refresh loads the collection; later ones return just the items recorded since."""
+    from verification.pipeline.dedupe import CollectionIndex
+
+    ctx = _context(uploaded, tmp_path / "home", workers=1)
+    keys = [f"incoming/case-1/{n}" for n in ("orig-00.jpg", "unrelated-1.jpg")]
+    pipeline.process_batch(ctx, keys[:1], workers=1)
+    index = CollectionIndex(ctx.engine)
+    assert index.refresh() == {_sha_of(ctx, "orig-00.jpg")}
+    assert index.refresh() == set()
+    pipeline.process_batch(ctx, keys[1:], workers=1)
+    assert index.refresh() == {_sha_of(ctx, "unrelated-1.jpg")}
+    assert len(index.index.item_ids) == 2
+
+
+def test_item_committed_after_the_matches_were_found_is_still_linked(
+    uploaded: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A near-duplicate another run committed after this submission's matches were computed is
+    found under the dedupe lock and linked both ways (the race two parallel batches run)."""
+    from verification.pipeline import record
+
+    ctx = _context(uploaded, tmp_path / "home", workers=1)
+    pipeline.process_batch(ctx, ["incoming/case-1/orig-00.jpg"], workers=1)
+    monkeypatch.setattr(
+        record, "find_matches", lambda *args, **kwargs: []
+    )  # as if computed earlier
+    pipeline.process_batch(ctx, ["incoming/case-2/orig-00-small.jpg"], workers=1)
+    original, small = _sha_of(ctx, "orig-00.jpg"), _sha_of(ctx, "orig-00-small.jpg", "case-2")
+    with Session(ctx.engine) as session:
+        pairs = {
+            (link.item_sha256, link.other_sha256) for link in session.scalars(select(DuplicateLink))
+        }
+        statuses = {sha: session.get(Item, sha).status for sha in (original, small)}  # type: ignore[union-attr]
+    assert pairs == {(original, small), (small, original)}
+    assert statuses == {original: "needs-review", small: "needs-review"}
+
+
+# --- videos and photos across each other (ffmpeg re-encodes) ----------------------------------
+
+FFMPEG = shutil.which("ffmpeg")
+
+
+def _ffmpeg(*argv: str) -> None:
+    assert FFMPEG is not None
+    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", *argv], check=True)
+
+
+@pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installed: the re-encodes are made by it")
+def test_videos_re_encodes_and_stills_link_across_each_other(tmp_path: Path) -> None:
+    """A video made from three photos (ffmpeg, H.264), its re-encode (half size, MPEG-4 part 2,
+    another frame rate), a still ffmpeg took from it, and one of the photos: every pair links,
+    the still and the photo through the keyframe of their scene, in any order of processing."""
+    from tests.unit.test_duplicates import _scene
+
+    scenes = [_scene(300 + i, (640, 480)) for i in range(3)]
+    for i, image in enumerate(scenes):
+        image.save(tmp_path / f"scene-{i}.png")
+    video, reencode, still = (
+        tmp_path / "clip.mp4",
+        tmp_path / "clip-small.mp4",
+        tmp_path / "still.jpg",
+    )
+    _ffmpeg(
+        "-framerate",
+        "1",
+        "-i",
+        str(tmp_path / "scene-%d.png"),
+        "-vf",
+        "fps=10,format=yuv420p",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "20",
+        str(video),
+    )
+    _ffmpeg(
+        "-i", str(video), "-vf", "scale=320:240,fps=12", "-c:v", "mpeg4", "-q:v", "6", str(reencode)
+    )
+    _ffmpeg("-ss", "1.5", "-i", str(video), "-frames:v", "1", "-q:v", "3", str(still))
+    files = {"clip.mp4": video, "clip-small.mp4": reencode, "still.jpg": still}
+    files["photo-2.jpg"] = tmp_path / "photo-2.jpg"
+    files["photo-2.jpg"].write_bytes(_jpeg(scenes[2], 85))
+    results = []
+    for order in (list(files), list(reversed(files))):
+        home = tmp_path / f"home-{len(results)}"
+        ctx = init_context(make_settings(home, workers=1))
+        keys = {name: submit_file(ctx.store, files[name], Claims("case-v")).key for name in order}
+        pipeline.process_batch(ctx, [keys[n] for n in order], workers=1)
+        results.append(_video_links(ctx, keys))
+    assert results[0] == results[1]
+    links = results[0]
+    for pair in (
+        ("clip.mp4", "clip-small.mp4"),
+        ("still.jpg", "clip.mp4"),
+        ("still.jpg", "clip-small.mp4"),
+        ("photo-2.jpg", "clip.mp4"),
+    ):
+        assert pair in links, f"{pair} not linked: {sorted(links)}"
+    # The still (t = 1.5 s, second photo) and photo 2 match keyframes from their own scene.
+    assert 1.0 <= links[("still.jpg", "clip.mp4")]["other_time_s"] < 2.0
+    assert 2.0 <= links[("photo-2.jpg", "clip.mp4")]["other_time_s"] < 3.0
+
+
+def _video_links(ctx: Context, keys: dict[str, str]) -> dict[tuple[str, str], dict[str, Any]]:
+    name_of = {}
+    with Session(ctx.engine) as session:
+        for name, key in keys.items():
+            sha = session.scalar(select(Submission.item_sha256).where(Submission.store_key == key))
+            name_of[sha] = name
+        out = {}
+        for record in session.scalars(select(Record)):
+            for entry in record.data["duplicates"]:
+                out[(name_of[record.item_sha256], name_of[entry["item"]])] = {
+                    "kind": entry["kind"],
+                    "distance": entry["distance"],
+                    "keyframe": entry["keyframe"],
+                    "other_keyframe": entry["other_keyframe"],
+                    "status": record.status,
+                }
+        for (_, other), entry in out.items():
+            other_sha = next(s for s, n in name_of.items() if n == other)
+            other_record = session.scalars(
+                select(Record).where(Record.item_sha256 == other_sha)
+            ).first()
+            frames = other_record.data["perceptual"].get("keyframes") or []  # type: ignore[union-attr]
+            k = entry["other_keyframe"]
+            entry["other_time_s"] = frames[k].get("time_s") if k is not None else None
+    return out
