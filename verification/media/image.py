@@ -482,6 +482,10 @@ def analyse_image(path: Path, fmt: str, settings: Settings) -> MediaAnalysis:
         packet = _xmp_packet(fh, decoded)
         stored_size = heif_stored_size(fh) if fmt in {"heif", "avif"} else None
         compression, compression_findings = jpeg_history(fh, fmt, tags)
+    if any(f.code == "unreadable" for f in decoded.findings):
+        # The tables are still recorded (media.compression), but a finding about how a file
+        # that does not decode was encoded tells the analyst nothing.
+        compression_findings = []
     findings += exif_findings + decoded.findings + compression_findings
     metadata = build_metadata(tags, xmp.summarise(packet))
     if exif_findings:  # malformed metadata was there: the file was not stripped of it
