@@ -24,7 +24,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from verification.core.claims import Claims, check_coordinates, parse_location, parse_time
+from verification.ledger.models import Submission
+from verification.pipeline.context import Context
 from verification.pipeline.submission import SubmitError, check_case_id, safe_name
 from verification.storage import ObjectExists, ObjectNotFound, ObjectStore
 from verification.storage.presigned import (
@@ -72,6 +77,7 @@ class Planned:
     part_size: int
     parts: int
     put: SignedRequest | None
+    already: bool = False  # the same bytes are already under the key: nothing to send
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, for the page."""
@@ -81,6 +87,7 @@ class Planned:
             "part_size": self.part_size,
             "parts": self.parts,
             "put": self.put.to_dict() if self.put else None,
+            "already": self.already,
         }
 
 
@@ -167,23 +174,25 @@ def plan_upload(
     reference: str,
     file: Mapping[str, Any],
     part_size: int = PART_SIZE,
-) -> Planned | Received:
+) -> Planned:
     """Choose the key and sign the transfer of ``file`` (``name``, ``size``, ``sha256``).
 
     Like ``evidence submit``: a different file already under the name gets the SHA-256 prefix; the
-    same bytes already under it are :class:`Received` (nothing to send).
+    same bytes already under it are ``already`` received (nothing to send; the receipt lists
+    them with the time the store first received them).
     """
     s3 = s3_of(store)
     check_reference(reference)
     name, size, sha = str(file.get("name", "")), _int(file.get("size")), str(file.get("sha256"))
     check_file(name, size, sha)
-    key = _free_key(store, claims.case_id, name, sha)
-    if not isinstance(key, str):
-        return key
+    key, already = _free_key(store, claims.case_id, name, sha)
+    payload: dict[str, Any] = {"k": key, "s": size, "h": sha, "n": name, "r": reference}
+    payload.update(c=claims.case_id, t=int(datetime.now(UTC).timestamp()))
+    if already:
+        return Planned(key, _sign(secret, {**payload, "a": 1, "p": size}), size, 0, None, True)
     metadata = {**claims.to_metadata(), "sha256": sha, "receipt": reference, "submitted-name": name}
     part_size = max(part_size, MIN_PART, -(-size // 10_000))
-    payload: dict[str, Any] = {"k": key, "s": size, "h": sha, "n": name, "r": reference}
-    payload.update(c=claims.case_id, p=part_size, t=int(datetime.now(UTC).timestamp()))
+    payload["p"] = part_size
     if size <= part_size:
         put = sign_put(s3, key, sha, size, metadata)
         return Planned(key, _sign(secret, payload), size, 1, put)
@@ -226,6 +235,8 @@ def complete(
     """
     plan = read_token(secret, token)
     s3 = s3_of(store)
+    if "a" in plan:
+        return received_already(store, plan["k"])
     if "u" in plan:
         return _complete_parts(s3, plan, list(checksums))
     try:
@@ -278,6 +289,8 @@ def issue_receipt(
 def received(store: ObjectStore, secret: bytes, token: str) -> Received:
     """What the store holds for a completed file (read again when the receipt is issued)."""
     plan = read_token(secret, token)
+    if "a" in plan:
+        return received_already(store, plan["k"])
     info = store.head(plan["k"])
     if info.metadata.get("receipt") != plan["r"]:
         raise SubmitError(f"{plan['n']} was not received with this submission")
@@ -307,6 +320,25 @@ def load_receipt(store: ObjectStore, reference: str) -> dict[str, Any]:
     with store.open(_receipt_key(reference)) as handle:
         receipt: dict[str, Any] = json.loads(handle.read(1024 * 1024))
     return receipt
+
+
+def receipt_events(ctx: Context, receipt: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per received key, the custody event that opened its submission (once it is ingested): the
+    ingestion event carrying this receipt's line, with the item and the event's hash."""
+    keys = [f["key"] for f in receipt.get("files", [])]
+    with Session(ctx.engine) as session:
+        rows = session.execute(
+            select(Submission.store_key, Submission.item_sha256).where(
+                Submission.store_key.in_(keys), Submission.item_sha256.is_not(None)
+            )
+        ).all()
+    found: dict[str, dict[str, Any]] = {}
+    for key, sha in rows:
+        for event in ctx.ledger.events(sha):
+            if event.type == "ingestion" and event.detail.get("source", "").endswith("/" + key):
+                found[key] = {"item": sha, **event.to_dict()}
+                break
+    return found
 
 
 def token_reference(secret: bytes, token: str) -> tuple[str, str]:
@@ -370,13 +402,13 @@ def _received(
     return Received(plan["n"], plan["k"], plan["s"], plan["h"], at, version, checksum)
 
 
-def _free_key(store: ObjectStore, case: str, name: str, sha: str) -> str | Received:
+def _free_key(store: ObjectStore, case: str, name: str, sha: str) -> tuple[str, bool]:
     base = f"incoming/{case}/"
     for key in (base + safe_name(name), f"{base}{sha[:12]}-{safe_name(name)}"):
         if not store.exists(key):
-            return key
+            return key, False
         if store.head(key).metadata.get("sha256") == sha:
-            return received_already(store, key)
+            return key, True
     msg = f"{name}: another file with this name was already submitted to case {case}"
     raise SubmitError(msg)
 

@@ -17,6 +17,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -26,6 +27,9 @@ from verification.storage._stream import encode_metadata_value
 from verification.storage.base import ObjectInfo, StoreError
 from verification.storage.keys import normalize_metadata, validate_key
 from verification.storage.s3 import S3Store
+
+# The functions below reach S3Store._errors and _translate: this module is part of the storage
+# package and maps boto3 failures to store errors exactly as the store does.
 
 EXPIRES = 900  # seconds a signed request stays usable: one part over a slow line
 MIN_PART = 5 * 1024 * 1024  # S3's minimum for every part but the last
@@ -81,7 +85,7 @@ def _presigner(endpoint_url: str | None, region: str | None) -> Any:
 def _sign(store: S3Store, operation: str, params: Mapping[str, Any]) -> str:
     meta = store.client.meta
     client = _presigner(meta.endpoint_url, meta.region_name)
-    with store._errors(params.get("Key")):  # noqa: SLF001 (the storage package's own mapping)
+    with store._errors(params.get("Key")):
         return str(client.generate_presigned_url(operation, Params=dict(params), ExpiresIn=EXPIRES))
 
 
@@ -93,7 +97,9 @@ def b64_digest(hex_digest: str) -> str:
 def composite_sha256(part_digests: Sequence[str]) -> str:
     """The composite checksum S3 stores for a multipart object, from the parts' base64 digests."""
     joined = b"".join(base64.b64decode(d) for d in part_digests)
-    return f"{base64.b64encode(hashlib.sha256(joined).digest()).decode('ascii')}-{len(part_digests)}"
+    return (
+        f"{base64.b64encode(hashlib.sha256(joined).digest()).decode('ascii')}-{len(part_digests)}"
+    )
 
 
 def sign_put(
@@ -130,7 +136,7 @@ def start_multipart(store: S3Store, key: str, metadata: Mapping[str, str]) -> st
     """
     validate_key(key)
     values = {k: encode_metadata_value(v) for k, v in normalize_metadata(metadata).items()}
-    with store._errors(key):  # noqa: SLF001
+    with store._errors(key):
         response = store.client.create_multipart_upload(
             Bucket=store.bucket, Key=key, ChecksumAlgorithm="SHA256", Metadata=values
         )
@@ -162,7 +168,7 @@ def uploaded_parts(store: S3Store, key: str, upload_id: str) -> list[Part]:
     """The parts the store holds so far (what a resumed upload can skip), by part number."""
     parts: list[Part] = []
     marker = 0
-    with store._errors(key):  # noqa: SLF001
+    with store._errors(key):
         while True:
             response = store.client.list_parts(
                 Bucket=store.bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker
@@ -187,7 +193,7 @@ def complete_multipart(
         {"PartNumber": p.number, "ETag": f'"{p.etag}"', "ChecksumSHA256": checksum}
         for p, checksum in zip(parts, checksums, strict=True)
     ]
-    with store._errors(key):  # noqa: SLF001
+    with store._errors(key):
         response = store.client.complete_multipart_upload(
             Bucket=store.bucket,
             Key=key,
@@ -204,9 +210,9 @@ def abort_multipart(store: S3Store, key: str, upload_id: str) -> None:
         store.client.abort_multipart_upload(Bucket=store.bucket, Key=key, UploadId=upload_id)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") not in {"NoSuchUpload", "404"}:
-            raise store._translate(exc, key) from exc  # noqa: SLF001
+            raise store._translate(exc, key) from exc
     except BotoCoreError as exc:
-        raise store._translate(exc, key) from exc  # noqa: SLF001
+        raise store._translate(exc, key) from exc
 
 
 def stored_checksum(store: S3Store, key: str, version_id: str | None) -> str | None:
@@ -214,7 +220,7 @@ def stored_checksum(store: S3Store, key: str, version_id: str | None) -> str | N
     args: dict[str, Any] = {"Bucket": store.bucket, "Key": key, "ChecksumMode": "ENABLED"}
     if version_id:
         args["VersionId"] = version_id
-    with store._errors(key):  # noqa: SLF001
+    with store._errors(key):
         response = store.client.head_object(**args)
     value = response.get("ChecksumSHA256")
     return str(value) if value else None
@@ -225,7 +231,7 @@ def withdraw(store: S3Store, key: str, version_id: str | None) -> None:
     args: dict[str, Any] = {"Bucket": store.bucket, "Key": key}
     if version_id:
         args["VersionId"] = version_id
-    with store._errors(key):  # noqa: SLF001
+    with store._errors(key):
         store.client.delete_object(**args)
 
 
@@ -244,5 +250,12 @@ def allow_browser_uploads(store: S3Store, origins: Sequence[str]) -> None:
         "ExposeHeaders": ["ETag", "x-amz-checksum-sha256"],
         "MaxAgeSeconds": 600,
     }
-    with store._errors(None):  # noqa: SLF001
+    with store._errors(None):
         store.client.put_bucket_cors(Bucket=store.bucket, CORSConfiguration={"CORSRules": [rule]})
+
+
+def browser_origin(store: S3Store) -> str:
+    """Where the browser sends signed requests (``scheme://host[:port]``), for the page's CSP."""
+    url = _sign(store, "get_object", {"Bucket": store.bucket, "Key": "origin"})
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
