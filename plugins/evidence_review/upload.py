@@ -23,8 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from evidence_review import security
 from verification import review
 from verification.core.claims import InvalidClaim
-from verification.pipeline import Context
-from verification.pipeline import uploads
+from verification.pipeline import Context, uploads
 from verification.pipeline.submission import SubmitError
 from verification.storage import ObjectNotFound, StoreError
 from verification.storage.presigned import BrowserUploadsUnsupported, browser_origin, s3_of
@@ -129,7 +128,9 @@ class _Pages:
     async def start(self, request: Request) -> Response:
         """Check the claims (as ``evidence submit`` does) and give the submission its reference."""
         body = await _json(request)
-        return await _answer(lambda: {"reference": uploads.new_reference(), **_claims(body).to_dict()})
+        return await _answer(
+            lambda: {"reference": uploads.new_reference(), **_claims(body).to_dict()}
+        )
 
     async def file(self, request: Request) -> Response:
         """Plan one file: its key and the signed PUT, or an open multipart upload."""
@@ -167,7 +168,9 @@ class _Pages:
         ctx, secret = self._ctx(request), self._secret(request)
         checksums = [str(c) for c in body.get("checksums") or []]
         token = str(body.get("token"))
-        return await _answer(lambda: uploads.complete(ctx.store, secret, token, checksums).to_dict())
+        return await _answer(
+            lambda: uploads.complete(ctx.store, secret, token, checksums).to_dict()
+        )
 
     async def abort(self, request: Request) -> Response:
         """Cancel one file: its parts are discarded, nothing appears under incoming/."""

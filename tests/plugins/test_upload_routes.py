@@ -82,7 +82,9 @@ def _start(client: Any, **claims: str) -> str:
 
 def _plan(client: Any, reference: str, name: str, data: bytes) -> dict[str, Any]:
     file = {"name": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    response = client.post("/submit/api/file", json={**CLAIMS, "reference": reference, "file": file})
+    response = client.post(
+        "/submit/api/file", json={**CLAIMS, "reference": reference, "file": file}
+    )
     assert response.status_code == 200, response.text
     plan: dict[str, Any] = response.json()
     return plan
@@ -188,7 +190,9 @@ def test_photo_and_multipart_video_arrive_with_checksums_and_a_receipt(
     assert large["put"] is None and large["parts"] == 2
     assert _keys(s3_ctx) == [small["key"]]  # nothing of the video until it is complete
     checksums = _send_parts(client, large, video)
-    two = client.post("/submit/api/complete", json={"token": large["token"], "checksums": checksums})
+    two = client.post(
+        "/submit/api/complete", json={"token": large["token"], "checksums": checksums}
+    )
     assert two.status_code == 200, two.text
     digests = b"".join(base64.b64decode(c) for c in checksums)
     assert two.json()["store_checksum"] == _b64(digests) + "-2"
@@ -223,7 +227,9 @@ def test_corrupted_part_is_refused_and_nothing_is_submitted(client: Any, s3_ctx:
     video = _video(uploads.PART_SIZE + MIB)
     plan = _plan(client, reference, "clip.mp4", video)
     checksums = _send_parts(client, plan, video, corrupt=2)
-    answer = client.post("/submit/api/complete", json={"token": plan["token"], "checksums": checksums})
+    answer = client.post(
+        "/submit/api/complete", json={"token": plan["token"], "checksums": checksums}
+    )
     assert answer.status_code == 409
     assert answer.json()["error"] == (
         "clip.mp4: the store's checksum differs from the browser's part hashes"
@@ -275,7 +281,9 @@ def test_same_file_again_is_already_received_and_a_tampered_token_refused(
     refused with one line."""
     image = photo(3)
     first = _plan(client, _start(client), "a.jpg", image)
-    assert requests.put(first["put"]["url"], data=image, headers=first["put"]["headers"], timeout=30).ok
+    assert requests.put(
+        first["put"]["url"], data=image, headers=first["put"]["headers"], timeout=30
+    ).ok
     again = _plan(client, _start(client), "a.jpg", image)
     assert again["already"] and again["key"] == first["key"]
     done = client.post("/submit/api/complete", json={"token": again["token"]}).json()

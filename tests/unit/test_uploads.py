@@ -15,8 +15,7 @@ from tests.helpers import init_context, make_settings, photo
 from verification import pipeline
 from verification.core.claims import InvalidClaim
 from verification.ledger.models import Item
-from verification.pipeline import Context
-from verification.pipeline import uploads
+from verification.pipeline import Context, uploads
 from verification.pipeline.submission import SubmitError
 from verification.storage.presigned import BrowserUploadsUnsupported, composite_sha256
 
@@ -68,7 +67,7 @@ def test_reference_is_quotable_and_checked() -> None:
 def test_tampered_token_is_refused() -> None:
     """A token changed by the browser (another key, say) is not accepted."""
     token = uploads._sign(SECRET, {"k": "incoming/c/a", "t": 2**40})
-    body, mac = token.split(".")
+    _body, mac = token.split(".")
     other = base64.urlsafe_b64encode(b'{"k": "vault/x", "t": 1099511627776}').decode()
     assert uploads.read_token(SECRET, token)["k"] == "incoming/c/a"
     with pytest.raises(SubmitError, match="not valid"):

@@ -334,7 +334,7 @@ def receipt_events(ctx: Context, receipt: Mapping[str, Any]) -> dict[str, dict[s
         ).all()
     found: dict[str, dict[str, Any]] = {}
     for key, sha in rows:
-        for event in ctx.ledger.events(sha):
+        for event in ctx.ledger.events(str(sha)):
             if event.type == "ingestion" and event.detail.get("source", "").endswith("/" + key):
                 found[key] = {"item": sha, **event.to_dict()}
                 break
