@@ -27,7 +27,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from verification.core.claims import Claims, check_coordinates, parse_location, parse_time
+from verification.core.claims import (
+    METADATA_KEYS,
+    Claims,
+    check_coordinates,
+    parse_location,
+    parse_time,
+)
 from verification.ledger.models import Submission
 from verification.pipeline.context import Context
 from verification.pipeline.submission import SubmitError, check_case_id, safe_name
@@ -37,6 +43,7 @@ from verification.storage.presigned import (
     Part,
     SignedRequest,
     abort_multipart,
+    allow_browser_uploads,
     b64_digest,
     complete_multipart,
     composite_sha256,
@@ -58,6 +65,15 @@ _B64_SHA256 = re.compile(r"^[A-Za-z0-9+/]{43}=$")
 _REFERENCE = re.compile(r"^EV-\d{8}-[0-9A-HJKMNP-TV-Z]{8}$")
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _TOKEN_CONTEXT = b"evidence-upload-token-v1\x00"
+
+
+# The user metadata a signed PUT carries: the claims, the hash at collection, the receipt.
+METADATA_NAMES = (*METADATA_KEYS, "sha256", "receipt", "submitted-name")
+
+
+def allow_uploads_from(store: ObjectStore, origins: Sequence[str]) -> None:
+    """Let the upload page at ``origins`` (the Airflow UI's address) send to the bucket (CORS)."""
+    allow_browser_uploads(s3_of(store), origins, METADATA_NAMES)
 
 
 class UploadRefused(SubmitError):

@@ -235,8 +235,11 @@ def withdraw(store: S3Store, key: str, version_id: str | None) -> None:
         store.client.delete_object(**args)
 
 
-def allow_browser_uploads(store: S3Store, origins: Sequence[str]) -> None:
-    """A bucket CORS rule letting pages at ``origins`` PUT objects and parts (nothing else)."""
+def allow_browser_uploads(
+    store: S3Store, origins: Sequence[str], metadata_names: Sequence[str]
+) -> None:
+    """A bucket CORS rule letting pages at ``origins`` PUT objects and parts (nothing else),
+    with the user metadata named (listed one by one: not every S3 server matches wildcards)."""
     rule = {
         "AllowedOrigins": list(origins),
         "AllowedMethods": ["PUT"],
@@ -245,7 +248,7 @@ def allow_browser_uploads(store: S3Store, origins: Sequence[str]) -> None:
             "if-none-match",
             "x-amz-checksum-sha256",
             "x-amz-sdk-checksum-algorithm",
-            "x-amz-meta-*",
+            *(f"x-amz-meta-{name}" for name in metadata_names),
         ],
         "ExposeHeaders": ["ETag", "x-amz-checksum-sha256"],
         "MaxAgeSeconds": 600,

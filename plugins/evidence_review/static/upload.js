@@ -259,7 +259,7 @@
       cells.name.textContent = file.name;
       cells.size.textContent = String(file.size);
       cells.size.className = "num";
-      cells.sha.className = "mono hash";
+      cells.sha.className = "mono hash sha";
       cells.bar.appendChild(document.createElement("progress"));
       cells.status.className = "status";
       cells.cancel = document.createElement("button");
