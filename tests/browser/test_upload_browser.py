@@ -56,7 +56,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
     for name, data in made.items():
         (root / name).write_bytes(data)
-    for name, frames in (("clip.mp4", 25), ("second.mp4", 25)):
+    for name, frames in (("clip.mp4", 25), ("second.mp4", 27)):
         subprocess.run(
             ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
              "testsrc2=s=640x480:r=25,noise=alls=80:allf=t", "-frames:v", str(frames),
@@ -154,6 +154,15 @@ def _open_submit_nav(driver: Any) -> None:
     _wait(driver, ec.presence_of_element_located((By.ID, "submit-form")))
 
 
+def _open_page(driver: Any, base: str) -> None:
+    """The page full-window, logging in first when this browser has no session yet."""
+    driver.get(f"{base}/evidence/submit")
+    if "submit-form" not in driver.page_source:
+        _login(driver, base, "analyst")
+        driver.get(f"{base}/evidence/submit")
+    _wait(driver, lambda d: d.find_elements("id", "submit-form"))
+
+
 def _row(driver: Any, name: str) -> Any:
     from selenium.webdriver.common.by import By
 
@@ -236,6 +245,7 @@ def test_investigator_submits_photos_and_a_video_with_a_dropped_connection(
         assert not ctx.store.exists(f"incoming/{CASE}/clip.mp4")
     finally:
         browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+        browser.execute_cdp_cmd("Network.disable", {})
     for path in chosen:
         _wait_state(browser, path.name, "done")
     video = browser.execute_script(
@@ -300,8 +310,7 @@ def test_part_with_other_bytes_than_its_checksum_is_refused(
     """From the page: a part sent with bytes that do not match the SHA-256 it was signed for is
     refused at completion (409, one line) and nothing appears under incoming/."""
     base, ctx = stack["base"], stack["ctx"]
-    browser.get(f"{base}/evidence/submit")
-    _wait(browser, lambda d: d.find_elements("id", "submit-form"))
+    _open_page(browser, base)
     answer = browser.execute_async_script(_CORRUPT_PART, CASE, uploads.PART_SIZE + MIB)
     assert answer == {
         "status": 409,
@@ -319,9 +328,10 @@ def test_cancelled_upload_leaves_nothing_under_incoming(
     from selenium.webdriver.common.by import By
 
     base, ctx = stack["base"], stack["ctx"]
-    browser.get(f"{base}/evidence/submit")
+    _open_page(browser, base)
     _fill(browser, [files["second.mp4"]])
     browser.find_element(By.ID, "case").send_keys(CASE)
+    browser.execute_cdp_cmd("Network.enable", {})
     browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*partNumber=2*"]})
     try:
         browser.find_element(By.ID, "send").click()
@@ -377,3 +387,45 @@ const call = (path, body) => fetch(`${root.dataset.base}/submit/api/${path}`, {m
   done({status: answer.status, error: (await answer.json()).error});
 })().catch((e) => done({status: 0, error: String(e)}));
 """
+
+
+def test_page_sha256_matches_the_fips_180_4_vectors(browser: Any, stack: dict[str, Any]) -> None:
+    """The page's incremental SHA-256, fed in uneven slices, gives the published digests."""
+    _open_page(browser, stack["base"])
+    vectors = {
+        "": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        "abc": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq": (
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+        ),
+        "a" * 1_000_000: "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0",
+    }
+    for text, expected in vectors.items():
+        found = browser.execute_script(
+            "const bytes = new TextEncoder().encode(arguments[0]);"
+            "const h = new EvidenceSha256();"
+            "for (let i = 0, n = 1; i < bytes.length; i += n, n = n * 3 % 1000 + 1)"
+            "  h.update(bytes.subarray(i, i + n));"
+            "return h.hex();",
+            text,
+        )
+        assert found == expected, len(text)
+
+
+def test_bad_claims_show_the_cli_error_on_the_page(
+    browser: Any, stack: dict[str, Any], files: dict[str, Path]
+) -> None:
+    """A claimed place that is not LAT,LON: the page shows the CLI's one-line error, sends
+    nothing, and every file stays ready."""
+    from selenium.webdriver.common.by import By
+
+    _open_page(browser, stack["base"])
+    _fill(browser, [files["street.jpg"]])
+    browser.find_element(By.ID, "case").send_keys("case-errors")
+    browser.find_element(By.ID, "location").send_keys("46.48")
+    browser.find_element(By.ID, "send").click()
+    error = browser.find_element(By.ID, "form-error")
+    _wait(browser, lambda d: error.text)
+    assert error.text == "claimed location must be LAT,LON in decimal degrees"
+    assert _row(browser, "street.jpg").get_attribute("data-state") == "ready"
+    assert not stack["ctx"].store.exists("incoming/case-errors/street.jpg")
