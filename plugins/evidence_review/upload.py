@@ -70,7 +70,7 @@ class _Pages:
         ctx = self._ctx(request)
         origin, problem = None, None
         try:
-            origin = browser_origin(s3_of(ctx.store))
+            origin = browser_origin(s3_of(ctx.store), ctx.settings.s3_public_url)
         except BrowserUploadsUnsupported as exc:
             problem = str(exc)
         response = self._render(
@@ -138,7 +138,12 @@ class _Pages:
         ctx, secret = self._ctx(request), self._secret(request)
         return await _answer(
             lambda: uploads.plan_upload(
-                ctx.store, secret, _claims(body), str(body.get("reference")), body.get("file") or {}
+                ctx.store,
+                secret,
+                _claims(body),
+                str(body.get("reference")),
+                body.get("file") or {},
+                public_url=ctx.settings.s3_public_url,
             ).to_dict()
         )
 
@@ -151,7 +156,12 @@ class _Pages:
             return _error("part number must be a whole number")
         return await _answer(
             lambda: uploads.sign_part_request(
-                ctx.store, secret, str(body.get("token")), number, checksum
+                ctx.store,
+                secret,
+                str(body.get("token")),
+                number,
+                checksum,
+                ctx.settings.s3_public_url,
             ).to_dict()
         )
 

@@ -292,3 +292,43 @@ def test_same_file_again_is_already_received_and_a_tampered_token_refused(
     answer = client.post("/submit/api/complete", json={"token": forged})
     assert answer.status_code == 400
     assert answer.json() == {"error": "upload token is not valid; start the upload again"}
+
+
+def test_public_url_signs_for_the_host_browsers_reach(
+    airflow_home: dict[str, str], tokens: dict[str, str], tmp_path: Path, s3_server: str
+) -> None:
+    """With EVIDENCE_S3_PUBLIC_URL the page allows that origin and signs requests for it (the
+    services may know the store by another name, as in docker-compose); the PUT is accepted."""
+    from evidence_review.app import build_app
+    from fastapi.testclient import TestClient
+
+    public = s3_server.replace("127.0.0.1", "localhost")
+    settings = make_settings(
+        tmp_path / "home",
+        store="s3",
+        s3_bucket=f"up-{uuid.uuid4().hex[:12]}",
+        s3_endpoint_url=s3_server,
+        s3_region="us-east-1",
+        s3_public_url=public,
+    )
+    ctx = init_context(settings)
+    ctx.store.ensure_bucket(versioning=True)  # type: ignore[attr-defined]
+    with TestClient(build_app(lambda: ctx)) as test_client:
+        test_client.cookies.set("_token", tokens["analyst"])
+        page = test_client.get("/submit")
+        assert f"connect-src 'self' {public}" in page.headers["content-security-policy"]
+        test_client.headers.update(
+            {"Origin": ORIGIN, "x-csrf-token": CSRF.search(page.text).group(1)}  # type: ignore[union-attr]
+        )
+        image = photo(5)
+        plan = _plan(test_client, _start(test_client), "p.jpg", image)
+        assert plan["put"]["url"].startswith(f"{public}/")
+        sent = requests.put(
+            plan["put"]["url"], data=image, headers=plan["put"]["headers"], timeout=30
+        )
+        assert sent.status_code == 200, sent.text
+        assert (
+            test_client.post("/submit/api/complete", json={"token": plan["token"]}).status_code
+            == 200
+        )
+    ctx.engine.dispose()

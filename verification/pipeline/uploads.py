@@ -190,6 +190,7 @@ def plan_upload(
     reference: str,
     file: Mapping[str, Any],
     part_size: int = PART_SIZE,
+    public_url: str | None = None,
 ) -> Planned:
     """Choose the key and sign the transfer of ``file`` (``name``, ``size``, ``sha256``).
 
@@ -210,14 +211,19 @@ def plan_upload(
     part_size = max(part_size, MIN_PART, -(-size // 10_000))
     payload["p"] = part_size
     if size <= part_size:
-        put = sign_put(s3, key, sha, size, metadata)
+        put = sign_put(s3, key, sha, size, metadata, public_url)
         return Planned(key, _sign(secret, payload), size, 1, put)
     payload["u"] = start_multipart(s3, key, metadata)
     return Planned(key, _sign(secret, payload), part_size, -(-size // part_size), None)
 
 
 def sign_part_request(
-    store: ObjectStore, secret: bytes, token: str, number: int, checksum: str
+    store: ObjectStore,
+    secret: bytes,
+    token: str,
+    number: int,
+    checksum: str,
+    public_url: str | None = None,
 ) -> SignedRequest:
     """The signed PUT of part ``number`` (its SHA-256 in base64 is ``checksum``)."""
     plan = read_token(secret, token)
@@ -230,7 +236,7 @@ def sign_part_request(
     if not _B64_SHA256.match(checksum):
         raise SubmitError("part checksum must be a base64 SHA-256")
     size = min(plan["p"], plan["s"] - (number - 1) * plan["p"])
-    return sign_part(s3_of(store), plan["k"], plan["u"], number, checksum, size)
+    return sign_part(s3_of(store), plan["k"], plan["u"], number, checksum, size, public_url)
 
 
 def parts_done(store: ObjectStore, secret: bytes, token: str) -> list[int]:

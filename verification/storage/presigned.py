@@ -82,9 +82,10 @@ def _presigner(endpoint_url: str | None, region: str | None) -> Any:
     )
 
 
-def _sign(store: S3Store, operation: str, params: Mapping[str, Any]) -> str:
+def _sign(store: S3Store, operation: str, params: Mapping[str, Any], public_url: str | None) -> str:
+    """A signed URL for the host the browser reaches (SigV4 signs the host name)."""
     meta = store.client.meta
-    client = _presigner(meta.endpoint_url, meta.region_name)
+    client = _presigner(public_url or meta.endpoint_url, meta.region_name)
     with store._errors(params.get("Key")):
         return str(client.generate_presigned_url(operation, Params=dict(params), ExpiresIn=EXPIRES))
 
@@ -103,9 +104,16 @@ def composite_sha256(part_digests: Sequence[str]) -> str:
 
 
 def sign_put(
-    store: S3Store, key: str, sha256: str, size: int, metadata: Mapping[str, str]
+    store: S3Store,
+    key: str,
+    sha256: str,
+    size: int,
+    metadata: Mapping[str, str],
+    public_url: str | None = None,
 ) -> SignedRequest:
-    """A single-request upload of ``size`` bytes whose SHA-256 (hex) is ``sha256``."""
+    """A single-request upload of ``size`` bytes whose SHA-256 (hex) is ``sha256``, write-once.
+
+    ``public_url`` is the endpoint as the browser reaches it (default: the store's own)."""
     validate_key(key)
     values = {k: encode_metadata_value(v) for k, v in normalize_metadata(metadata).items()}
     checksum = b64_digest(sha256)
@@ -118,7 +126,7 @@ def sign_put(
         "Metadata": values,
         "IfNoneMatch": "*",
     }
-    url = _sign(store, "put_object", params)
+    url = _sign(store, "put_object", params, public_url)
     headers = {
         "x-amz-checksum-sha256": checksum,
         "x-amz-sdk-checksum-algorithm": "SHA256",
@@ -144,7 +152,13 @@ def start_multipart(store: S3Store, key: str, metadata: Mapping[str, str]) -> st
 
 
 def sign_part(
-    store: S3Store, key: str, upload_id: str, number: int, checksum: str, size: int
+    store: S3Store,
+    key: str,
+    upload_id: str,
+    number: int,
+    checksum: str,
+    size: int,
+    public_url: str | None = None,
 ) -> SignedRequest:
     """Part ``number`` of an upload, ``size`` bytes whose SHA-256 (base64) is ``checksum``."""
     if not 1 <= number <= MAX_PARTS:
@@ -159,7 +173,7 @@ def sign_part(
         "ChecksumAlgorithm": "SHA256",
         "ChecksumSHA256": checksum,
     }
-    url = _sign(store, "upload_part", params)
+    url = _sign(store, "upload_part", params, public_url)
     headers = {"x-amz-checksum-sha256": checksum, "x-amz-sdk-checksum-algorithm": "SHA256"}
     return SignedRequest("PUT", url, headers)
 
@@ -257,8 +271,8 @@ def allow_browser_uploads(
         store.client.put_bucket_cors(Bucket=store.bucket, CORSConfiguration={"CORSRules": [rule]})
 
 
-def browser_origin(store: S3Store) -> str:
+def browser_origin(store: S3Store, public_url: str | None = None) -> str:
     """Where the browser sends signed requests (``scheme://host[:port]``), for the page's CSP."""
-    url = _sign(store, "get_object", {"Bucket": store.bucket, "Key": "origin"})
+    url = _sign(store, "get_object", {"Bucket": store.bucket, "Key": "origin"}, public_url)
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
