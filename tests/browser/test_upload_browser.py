@@ -429,3 +429,21 @@ def test_bad_claims_show_the_cli_error_on_the_page(
     assert error.text == "claimed location must be LAT,LON in decimal degrees"
     assert _row(browser, "street.jpg").get_attribute("data-state") == "ready"
     assert not stack["ctx"].store.exists("incoming/case-errors/street.jpg")
+
+
+def test_click_on_the_map_sets_the_claimed_place(browser: Any, stack: dict[str, Any]) -> None:
+    """The map is drawn in the page (populated places, no tiles); a click sets LAT,LON."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    _open_page(browser, stack["base"])
+    svg = browser.find_element(By.ID, "pick-map")
+    assert browser.find_element(By.CSS_SELECTOR, "#pick-map path.land").get_attribute("d")
+    width = svg.size["width"]  # 360 degrees of longitude
+    ActionChains(browser).move_to_element_with_offset(
+        svg, int(width * 30.7 / 360), 0
+    ).click().perform()
+    lat, lon = (
+        float(v) for v in browser.find_element(By.ID, "location").get_attribute("value").split(",")
+    )
+    assert abs(lat) < 1.5 and abs(lon - 30.7) < 1.5
