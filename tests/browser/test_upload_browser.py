@@ -56,7 +56,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
     for name, data in made.items():
         (root / name).write_bytes(data)
-    for name, frames in (("clip.mp4", 25), ("second.mp4", 27)):
+    for name, frames in (("clip.mp4", 25), ("second.mp4", 27), ("third.mp4", 29)):
         subprocess.run(
             ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
              "testsrc2=s=640x480:r=25,noise=alls=80:allf=t", "-frames:v", str(frames),
@@ -447,3 +447,51 @@ def test_click_on_the_map_sets_the_claimed_place(browser: Any, stack: dict[str, 
         float(v) for v in browser.find_element(By.ID, "location").get_attribute("value").split(",")
     )
     assert abs(lat) < 1.5 and abs(lon - 30.7) < 1.5
+
+
+def test_upload_resumes_after_the_page_is_reloaded(
+    browser: Any, stack: dict[str, Any], files: dict[str, Path]
+) -> None:
+    """The page is reloaded during the video's second part: it offers the unfinished submission
+    with its claims, and sending the same file again sends only part 2, under the same reference."""
+    from selenium.webdriver.common.by import By
+
+    base, ctx = stack["base"], stack["ctx"]
+    _open_page(browser, base)
+    browser.execute_script("localStorage.clear()")
+    browser.refresh()
+    _fill(browser, [files["third.mp4"]])
+    browser.find_element(By.ID, "case").send_keys(CASE)
+    browser.find_element(By.ID, "note").send_keys("sent from a phone on a weak line")
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*partNumber=2*"]})
+    try:
+        browser.find_element(By.ID, "send").click()
+        _wait_state(browser, "third.mp4", "interrupted")
+        browser.refresh()
+    finally:
+        browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+        browser.execute_cdp_cmd("Network.disable", {})
+    banner = _wait(browser, lambda d: d.find_element(By.ID, "resume-banner"))
+    _wait(browser, lambda d: banner.is_displayed())
+    reference = browser.find_element(By.ID, "resume-reference").text
+    assert "third.mp4" in banner.text
+    assert browser.find_element(By.ID, "case").get_attribute("value") == CASE
+    assert browser.find_element(By.ID, "note").get_attribute("value") == (
+        "sent from a phone on a weak line"
+    )
+
+    _fill(browser, [files["third.mp4"]])
+    browser.find_element(By.ID, "send").click()
+    _wait_state(browser, "third.mp4", "done")
+    video = browser.execute_script(
+        "const e = window.evidenceUploads.find(x => x.file.name === 'third.mp4');"
+        "return {sent: e.sentParts, resumed: !!e.resumed};"
+    )
+    assert video == {"sent": [2], "resumed": True}
+    _wait(browser, lambda d: d.find_element(By.ID, "receipt").is_displayed())
+    assert browser.find_element(By.ID, "receipt-reference").text == reference
+    head = _head(ctx, f"incoming/{CASE}/third.mp4")
+    assert head["Metadata"]["receipt"] == reference
+    assert not ctx.store.client.list_multipart_uploads(Bucket=ctx.store.bucket).get("Uploads")
+    assert browser.execute_script("return localStorage.length") == 0

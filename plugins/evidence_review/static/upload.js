@@ -18,6 +18,45 @@
   const tbody = document.querySelector("#files tbody");
   let busy = false;
 
+  // -- what survives a reload: the open submission and its multipart uploads ---------------------
+  // Kept in this browser's localStorage (never sent anywhere): the reference, the claims, and per
+  // file (by SHA-256) the upload token and the part checksums already computed.
+
+  const SAVED = `evidence-upload:${base}`;
+
+  function saved() {
+    try {
+      return JSON.parse(localStorage.getItem(SAVED) || "null");
+    } catch (error) {
+      return null;
+    }
+  }
+
+  function save(change) {
+    const current = saved() || { files: {} };
+    change(current);
+    if (Object.keys(current.files).length) localStorage.setItem(SAVED, JSON.stringify(current));
+    else localStorage.removeItem(SAVED);
+  }
+
+  function remember(entry, reference, claims) {
+    save((s) => {
+      s.reference = reference;
+      s.claims = claims;
+      s.files[entry.sha256] = { name: entry.file.name, size: entry.file.size, plan: entry.plan, checksums: entry.checksums };
+    });
+  }
+
+  function forget(entry) {
+    save((s) => delete s.files[entry.sha256]);
+  }
+
+  function resumable(entry) {
+    const open = saved();
+    const file = open && open.files[entry.sha256];
+    return file && file.name === entry.file.name && file.size === entry.file.size ? file : null;
+  }
+
   // -- server calls ------------------------------------------------------------------------------
 
   async function api(path, body) {
@@ -98,8 +137,16 @@
   async function upload(entry, claims, reference) {
     state(entry, "sending", "sending");
     const file = { name: entry.file.name, size: entry.file.size, sha256: entry.sha256 };
-    entry.plan = await api("file", { ...claims, reference, file });
+    const earlier = resumable(entry);
+    if (earlier) {
+      entry.plan = earlier.plan;
+      entry.checksums = earlier.checksums;
+      entry.resumed = true;
+    } else {
+      entry.plan = await api("file", { ...claims, reference, file });
+    }
     entry.token = entry.plan.token;
+    if (!entry.plan.already && !entry.plan.put) remember(entry, reference, claims);
     if (!entry.plan.already) {
       await withRetries(entry, () => (entry.plan.put ? sendWhole(entry) : sendParts(entry)));
     }
@@ -107,6 +154,7 @@
       api("complete", { token: entry.token, checksums: entry.checksums }),
     );
     progress(entry, entry.file.size, "done");
+    forget(entry);
     entry.received = received;
     const when = received.received_at.replace("T", " ").replace("+00:00", " UTC");
     state(entry, "done", entry.plan.already ? `already received ${when}` : `received ${when}`);
@@ -151,10 +199,41 @@
         const signed = await api("part", { token: entry.token, number, checksum: entry.checksums[number - 1] });
         await send(entry, signed, bytes, sent);
         entry.sentParts.push(number);
+        save((s) => {
+          if (s.files[entry.sha256]) s.files[entry.sha256].checksums = entry.checksums;
+        });
       }
       sent += blob.size;
       progress(entry, sent, "sending");
     }
+  }
+
+  async function discardSaved(clearBanner = true) {
+    const open = saved();
+    localStorage.removeItem(SAVED);
+    if (clearBanner) $("resume-banner").hidden = true;
+    for (const file of Object.values((open && open.files) || {})) {
+      try {
+        await api("abort", { token: file.plan.token });
+      } catch (error) {
+        // an upload already gone (completed or aborted) has nothing left to discard
+      }
+    }
+  }
+
+  function offerResume() {
+    const open = saved();
+    if (!open) return;
+    const names = Object.values(open.files).map((f) => f.name);
+    $("resume-reference").textContent = open.reference;
+    $("resume-files").textContent = names.join(", ");
+    const fields = { case: "case", submitter: "submitter", location: "location", source_url: "source-url", note: "note" };
+    for (const [name, id] of Object.entries(fields)) $(id).value = open.claims[name] || "";
+    if (open.claims.time) {
+      $("claimed-time").value = open.claims.time.slice(0, -6);
+      $("claimed-offset").value = open.claims.time.slice(-6);
+    }
+    $("resume-banner").hidden = false;
   }
 
   async function cancel(entry) {
@@ -169,6 +248,7 @@
         return;
       }
     }
+    if (entry.sha256) forget(entry);
     state(entry, "cancelled", "cancelled: nothing of this file was submitted");
   }
 
@@ -200,8 +280,11 @@
     $("send").disabled = true;
     try {
       const claims = claimsOf();
-      const started = await api("start", claims);
       await Promise.all(pending.map((e) => e.hashing));
+      const open = saved();
+      const resuming = open && JSON.stringify(open.claims) === JSON.stringify(claims) && pending.some(resumable);
+      const started = resuming ? { reference: open.reference } : await api("start", claims);
+      if (!resuming && open) discardSaved(false);
       for (const entry of pending) {
         if (entry.cancelled) continue;
         try {
@@ -328,5 +411,7 @@
   $("print-receipt").addEventListener("click", () => window.print());
   form.addEventListener("submit", submit);
   localOffset();
+  offerResume();
+  $("discard-saved").addEventListener("click", () => discardSaved());
   window.evidenceUploads = entries; // read by the browser tests (interruptions, parts sent)
 })();
