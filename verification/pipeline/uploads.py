@@ -3,7 +3,7 @@ collection, sent straight to the store through signed requests, and a receipt.
 
 The flow, one file at a time: :func:`plan_upload` picks the key under ``incoming/<case>/`` and
 signs either one PUT (small files) or opens a multipart upload whose parts are signed one by one
-(:func:`sign_part`), each with its SHA-256. :func:`complete` joins the parts (the object appears
+(:func:`sign_part_request`), each with its SHA-256. :func:`complete` joins the parts (the object appears
 only then; :func:`abort` leaves nothing) and checks what the store holds against what the browser
 hashed. :func:`issue_receipt` writes the receipt of a whole submission once, write-once, under
 ``receipts/``. Tokens (HMAC-signed, stateless) tie each step to the upload it was planned for.
@@ -40,7 +40,6 @@ from verification.pipeline.submission import SubmitError, check_case_id, safe_na
 from verification.storage import ObjectExists, ObjectNotFound, ObjectStore
 from verification.storage.presigned import (
     MIN_PART,
-    Part,
     SignedRequest,
     abort_multipart,
     allow_browser_uploads,
@@ -55,6 +54,7 @@ from verification.storage.presigned import (
     uploaded_parts,
     withdraw,
 )
+from verification.storage.s3 import S3Store
 
 PART_SIZE = 8 * 1024 * 1024
 MAX_SIZE = 5 * 1024**4  # S3's largest object
@@ -390,7 +390,7 @@ def _sign(secret: bytes, payload: Mapping[str, Any]) -> str:
     return f"{body}.{mac}"
 
 
-def _complete_parts(s3: Any, plan: Mapping[str, Any], checksums: list[str]) -> Received:
+def _complete_parts(s3: S3Store, plan: Mapping[str, Any], checksums: list[str]) -> Received:
     count = -(-plan["s"] // plan["p"])
     if len(checksums) != count or not all(_B64_SHA256.match(c) for c in checksums):
         msg = f"{plan['n']}: send the checksums of all {count} parts"
@@ -404,7 +404,7 @@ def _complete_parts(s3: Any, plan: Mapping[str, Any], checksums: list[str]) -> R
     if [p.size for p in parts] != sizes:
         abort_multipart(s3, plan["k"], plan["u"])
         raise UploadRefused(f"{plan['n']}: the parts in the store have other sizes; send it again")
-    info = complete_multipart(s3, plan["k"], plan["u"], _parts(parts), checksums)
+    info = complete_multipart(s3, plan["k"], plan["u"], parts, checksums)
     found, expected = stored_checksum(s3, plan["k"], info.version_id), composite_sha256(checksums)
     # S3 answers HEAD with "<b64>-<parts>", moto with "<b64>" alone: the digest is what counts.
     if found is not None and found.partition("-")[0] != expected.partition("-")[0]:
@@ -412,10 +412,6 @@ def _complete_parts(s3: Any, plan: Mapping[str, Any], checksums: list[str]) -> R
         msg = f"{plan['n']}: the store's checksum differs from the browser's part hashes"
         raise UploadRefused(msg)
     return _received(plan, info.last_modified, info.version_id, found and expected)
-
-
-def _parts(parts: Sequence[Part]) -> list[Part]:
-    return sorted(parts, key=lambda p: p.number)
 
 
 def _received(
