@@ -30,7 +30,7 @@ from fastapi.responses import (
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from evidence_review import security, views
+from evidence_review import security, upload, views
 from verification import review
 from verification.core.text import printable
 from verification.exports import ExportError
@@ -153,6 +153,7 @@ def _routes(app: FastAPI) -> None:
     app.post("/item/{sha}/decision", dependencies=writes)(decide)
     app.post("/item/{sha}/original", dependencies=writes)(download_original)
     app.post("/cases/{case}/export", dependencies=writes)(export_case)
+    upload.register(app, _ctx, _secret, _render, BASE_CSP)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,5 +23,12 @@ class EvidenceReviewPlugin(AirflowPlugin):
             "destination": "nav",
             "url_route": "evidence",
             "nav_top_level": True,
-        }
+        },
+        {
+            "name": "Submit evidence",
+            "href": f"{URL_PREFIX}/submit",
+            "destination": "nav",
+            "url_route": "evidence-submit",
+            "nav_top_level": True,
+        },
     ]

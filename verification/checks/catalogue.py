@@ -57,6 +57,15 @@ FINDING_CODES: dict[str, tuple[Severity, str, str]] = {
         "claimed place and time are left out of the checks.",
         "Ask the submitter for the claims again; fix the sidecar and resubmit.",
     ),
+    "collection-hash-mismatch": (
+        "critical",
+        "The SHA-256 computed when the file was collected (in the investigator's browser on the "
+        "upload page, or by `evidence submit`) differs from the SHA-256 of the bytes the pipeline "
+        "received and preserved; the evidence holds both. The ingestion event records the hash "
+        "at collection and a fixity check event (stage collection) the comparison.",
+        "Do not rely on this copy: ask the submitter to upload the file again from the original "
+        "and compare the two hashes with the one on their receipt.",
+    ),
     "exact-duplicate": (
         "warning",
         "The same bytes (same SHA-256) were submitted more than once; all submissions are in "

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         None, description="S3 endpoint (MinIO, moto); unset means AWS. Credentials: boto3 chain."
     )
     s3_region: str | None = Field(None, description="S3 region name.")
+    s3_public_url: str | None = Field(
+        None,
+        description="S3 endpoint as investigators' browsers reach it, for the upload page's "
+        "signed requests (e.g. http://localhost:9000 when the services see http://minio:9000). "
+        "Default: EVIDENCE_S3_ENDPOINT_URL.",
+    )
     retention_days: int = Field(
         0,
         ge=0,
@@ -171,7 +177,7 @@ class Settings(BaseSettings):
             database_problem(value)
         return value
 
-    @field_validator("s3_endpoint_url", "nominatim_url")
+    @field_validator("s3_endpoint_url", "s3_public_url", "nominatim_url")
     @classmethod
     def _is_web_url(cls, value: str | None) -> str | None:
         if value is not None:

@@ -265,7 +265,7 @@ def _preserve_and_analyse(ctx: Context, pool: AnalysisPool, info: ObjectInfo) ->
     if isinstance(result, FileFailed):
         return replace(base, error=result.reason, error_stage="analyse")
     derivatives = store_derivatives(ctx.store, kept.digests.sha256, result.derivatives)
-    return with_analysis(base, result, derivatives, kept.claim_problem)
+    return with_analysis(base, result, derivatives, kept.claim_problems)
 
 
 def _record(

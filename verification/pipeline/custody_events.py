@@ -19,6 +19,7 @@ from verification.core.findings import Finding
 from verification.pipeline.context import Context
 from verification.pipeline.layout import pipeline_version, vault_key
 from verification.pipeline.model import Analysis
+from verification.pipeline.preservation import collection_check
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +31,28 @@ def record_preservation(
     assert info is not None and digests is not None
     sha, agents = digests.sha256, ctx.agents
     claims = analysis.claims.to_dict() if analysis.claims else {}
+    received_at = info.last_modified.astimezone(UTC).isoformat()
+    detail: dict[str, Any] = {
+        "submission": submission_id,
+        "source": f"{ctx.store.url}/{info.key}",
+        "etag": info.etag,
+        "version_id": info.version_id,
+        "received_at": received_at,
+        "claims": claims,
+        "vault_key": vault_key(sha),
+        "vault_version": analysis.vault_version,
+    }
+    collection = collection_check(info, digests)
+    if collection is not None:
+        detail["collection_sha256"] = collection["expected"]
+    receipt = _receipt_entry(info.metadata, info.key, digests.size, received_at)
+    if receipt is not None:
+        detail["receipt"] = receipt
     ctx.ledger.append(
         sha,
         "ingestion",
         "success",
-        {
-            "submission": submission_id,
-            "source": f"{ctx.store.url}/{info.key}",
-            "etag": info.etag,
-            "version_id": info.version_id,
-            "received_at": info.last_modified.astimezone(UTC).isoformat(),
-            "claims": claims,
-            "vault_key": vault_key(sha),
-            "vault_version": analysis.vault_version,
-        },
+        detail,
         step_key=f"ingestion:{info.key}:{info.etag}",
         agents=agents,
         session=session,
@@ -57,6 +66,17 @@ def record_preservation(
         agents=agents,
         session=session,
     )
+    if collection is not None:
+        found = dict(collection)
+        ctx.ledger.append(
+            sha,
+            "fixity check",
+            found.pop("outcome"),
+            found,
+            step_key=f"collection:{info.key}:{info.etag}",
+            agents=agents,
+            session=session,
+        )
     vault = dict(analysis.vault_check)
     outcome = vault.pop("outcome", "not-run")
     ctx.ledger.append(
@@ -68,6 +88,22 @@ def record_preservation(
         agents=agents,
         session=session,
     )
+
+
+def _receipt_entry(
+    metadata: Mapping[str, str], key: str, size: int, received_at: str
+) -> dict[str, Any] | None:
+    """The receipt's line for this file (the upload page's ``receipt`` reference), if any."""
+    reference = metadata.get("receipt")
+    if not reference:
+        return None
+    return {
+        "reference": reference[:40],
+        "name": metadata.get("submitted-name") or key.rsplit("/", 1)[-1],
+        "size": size,
+        "sha256": metadata.get("sha256"),
+        "received_at": received_at,
+    }
 
 
 def record_analysis_events(ctx: Context, session: Session, analysis: Analysis) -> None:

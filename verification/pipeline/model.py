@@ -126,10 +126,11 @@ def with_analysis(
     base: Analysis,
     result: FileAnalysis,
     derivatives: Sequence[Mapping[str, Any]],
-    claim_problem: Finding | None = None,
+    claim_problems: Sequence[Finding] = (),
 ) -> Analysis:
-    """``base`` (a preserved submission) completed with what the analysis found."""
-    claim_findings = (*result.claim_findings, *([claim_problem] if claim_problem else []))
+    """``base`` (a preserved submission) completed with what the analysis found, plus what the
+    store side found about the claims (unreadable claims, a hash at collection that differs)."""
+    claim_findings = (*result.claim_findings, *claim_problems)
     return replace(
         base,
         format=result.format,

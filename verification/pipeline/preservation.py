@@ -43,7 +43,7 @@ class Preserved:
 
     info: ObjectInfo
     claims: Claims
-    claim_problem: Finding | None
+    claim_problems: tuple[Finding, ...]
     digests: Digests
     vault_version: str | None
     vault_check: dict[str, Any]
@@ -69,7 +69,38 @@ def fetch_and_preserve(store: ObjectStore, info: ObjectInfo, scratch: Path) -> P
         msg = f"read {digests.size} bytes but the store announced {info.size}"
         raise PreservationError(msg)
     version, check = preserve(store, working, digests)
-    return Preserved(info, claims, claim_problem, digests, version, check, working)
+    problems = (claim_problem, collection_problem(info, digests))
+    found = tuple(p for p in problems if p is not None)
+    return Preserved(info, claims, found, digests, version, check, working)
+
+
+def collection_check(info: ObjectInfo, digests: Digests) -> dict[str, Any] | None:
+    """The submitter's hash at collection (``sha256`` metadata: the browser's or ``evidence
+    submit``'s) against the pipeline's own: outcome, expected and found; None when none was sent.
+    """
+    sent = info.metadata.get("sha256")
+    if sent is None:
+        return None
+    outcome = "success" if sent.strip().lower() == digests.sha256 else "failure"
+    return {
+        "outcome": outcome,
+        "stage": "collection",
+        "expected": f"sha256:{sent[:80]}",
+        "found": f"sha256:{digests.sha256}",
+    }
+
+
+def collection_problem(info: ObjectInfo, digests: Digests) -> Finding | None:
+    """A ``collection-hash-mismatch`` finding when the hash at collection differs from ours."""
+    check = collection_check(info, digests)
+    if check is None or check["outcome"] == "success":
+        return None
+    message = (
+        "the SHA-256 computed when the file was collected differs from the SHA-256 of the bytes "
+        "received: the file changed between collection and the pipeline"
+    )
+    evidence = {"expected": check["expected"], "found": check["found"]}
+    return Finding("collection-hash-mismatch", "critical", message, evidence)
 
 
 def read_claims(store: ObjectStore, info: ObjectInfo) -> tuple[Claims, Finding | None]:

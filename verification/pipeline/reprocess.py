@@ -27,7 +27,11 @@ from verification.pipeline.context import Context
 from verification.pipeline.dedupe import CollectionIndex
 from verification.pipeline.layout import case_of, pipeline_version, vault_key
 from verification.pipeline.model import FAILED, Analysis, Outcome, reason, with_analysis
-from verification.pipeline.preservation import PreservationError, store_derivatives
+from verification.pipeline.preservation import (
+    PreservationError,
+    collection_problem,
+    store_derivatives,
+)
 from verification.pipeline.record import record_reanalysis
 from verification.storage import ObjectInfo, StoreError
 
@@ -104,7 +108,7 @@ def reprocess_item(
                 etag=sub.etag,
                 last_modified=sub.received_at.replace(tzinfo=sub.received_at.tzinfo or UTC),
                 version_id=sub.version_id,
-                metadata={},
+                metadata=_collection_metadata(ctx, sha, sub.id),
             )
             claims = _claims(sub.claims) or Claims(case_of(sub.store_key))
             job = AnalysisJob(str(working), sub.store_key, claims, info.last_modified)
@@ -113,10 +117,21 @@ def reprocess_item(
                 return Outcome(sub.store_key, sha, FAILED, error=result.reason)
             base = Analysis(sub.store_key, info, claims, digests, None, {"outcome": "success"})
             derivatives = store_derivatives(ctx.store, sha, result.derivatives)
-            analysis = with_analysis(base, result, derivatives)
+            problem = collection_problem(info, digests)
+            analysis = with_analysis(base, result, derivatives, (problem,) if problem else ())
             recorded = record_reanalysis(ctx, analysis, sub.id, index)
             outcome = replace(recorded, key=subs[0].store_key)
     return outcome
+
+
+def _collection_metadata(ctx: Context, sha: str, submission_id: int) -> dict[str, str]:
+    """The hash at collection a submission's ingestion event recorded, as object metadata."""
+    for event in ctx.ledger.events(sha):
+        detail = event.detail
+        if event.type == "ingestion" and detail.get("submission") == submission_id:
+            sent = str(detail.get("collection_sha256") or "")
+            return {"sha256": sent.removeprefix("sha256:")} if sent else {}
+    return {}
 
 
 def _claims(data: Mapping[str, Any] | None) -> Claims | None:
