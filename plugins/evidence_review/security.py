@@ -78,6 +78,15 @@ def same_origin(request: Request) -> bool:
     return parts.scheme in {"http", "https"} and bool(host) and parts.netloc.lower() == host.lower()
 
 
+class StaleForm(HTTPException):
+    """A same-origin form whose token belongs to another session (the analyst logged in again
+    meanwhile): refused, but what was typed comes back to be sent again (never stored)."""
+
+    def __init__(self, fields: list[tuple[str, str]]) -> None:
+        super().__init__(status.HTTP_403_FORBIDDEN, "Missing or stale form token; reload")
+        self.fields = fields
+
+
 def csrf_protected(secret_of: Callable[[Request], bytes]) -> Callable[..., Any]:
     """Dependency for POST routes: same origin and a matching CSRF token, else 403."""
 
@@ -88,7 +97,10 @@ def csrf_protected(secret_of: Callable[[Request], bytes]) -> Callable[..., Any]:
         sent = form.get(CSRF_FIELD)
         expected = csrf_token(request, secret_of(request))
         if not isinstance(sent, str) or not hmac.compare_digest(sent, expected):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "Missing or stale form token; reload")
+            fields = [
+                (k, v) for k, v in form.multi_items() if k != CSRF_FIELD and isinstance(v, str)
+            ]
+            raise StaleForm(fields)
 
     return check
 

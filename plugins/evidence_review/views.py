@@ -256,3 +256,34 @@ def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def transform_words(link: Mapping[str, Any]) -> str:
+    """How one copy becomes the other, in words: crop, mirror or rotation, or none."""
+    crop = link.get("crop") or {}
+    if crop.get("sentence"):
+        return str(crop["sentence"])
+    transform = link.get("transform")
+    if transform:
+        return f"{str(transform).replace('-', ' ')} (this item to the other)"
+    return "no crop, mirror or rotation: the same picture, re-encoded or resized"
+
+
+def metadata_diff(
+    left: Mapping[str, Any], right: Mapping[str, Any]
+) -> list[tuple[str, str, str, str]]:
+    """(name, this item's value, the other's, what happened) for every field either has.
+
+    ``what happened`` is ``same``, ``changed``, ``only here`` (absent from the other: stripped
+    or never there) or ``only there``.
+    """
+    ours, theirs = dict(metadata_rows(left)), dict(metadata_rows(right))
+    rows = []
+    for name in sorted(set(ours) | set(theirs)):
+        a, b = ours.get(name), theirs.get(name)
+        if a is not None and b is not None:
+            state = "same" if a == b else "changed"
+        else:
+            state = "only here" if b is None else "only there"
+        rows.append((name, a or "", b or "", state))
+    return rows

@@ -1,7 +1,8 @@
 """The review layer: what analysts see and do, shared by the Airflow plugin and the CLI.
 
-Owns the queue and case views and the list of unprocessed submissions (:mod:`.queries`),
-decisions and access to originals as custody events (:mod:`.actions`), and case exports as
+Owns the queue and case views and the list of unprocessed submissions (:mod:`.queries`), what
+the queue shows at a glance and what a case export reveals of other cases (:mod:`.glance`),
+review state, comments and assignment (:mod:`.state`), decisions and access to originals as custody events (:mod:`.actions`), and case exports as
 downloads (:mod:`.downloads`). May import the exports, pipeline, ledger and core layers; only
 the CLI and the plugin import it.
 """
@@ -24,10 +25,20 @@ from verification.review.downloads import (
     export_download,
     zip_bag,
 )
+from verification.review.glance import (
+    CaseSubmission,
+    Exposure,
+    Glance,
+    case_submissions,
+    exposure,
+    glances,
+)
 from verification.review.queries import (
     DEFAULT_SORT,
     MAX_PAGE_SIZE,
     PROBLEM_STATES,
+    REVIEW_FILTERS,
+    SORT_LABELS,
     SORTS,
     STATUSES,
     CaseSummary,
@@ -43,9 +54,29 @@ from verification.review.queries import (
     intake_problems,
     queue,
 )
+from verification.review.state import (
+    ReviewState,
+    action_of,
+    assign,
+    record_comment,
+    review_state,
+)
 
 __all__ = [
     "DECISIONS",
+    "REVIEW_FILTERS",
+    "SORT_LABELS",
+    "CaseSubmission",
+    "Exposure",
+    "Glance",
+    "ReviewState",
+    "action_of",
+    "assign",
+    "case_submissions",
+    "exposure",
+    "glances",
+    "record_comment",
+    "review_state",
     "DEFAULT_SORT",
     "DOWNLOAD_DESTINATION",
     "EXPORT_MEDIA_TYPES",

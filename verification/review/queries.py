@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, Select, and_, func, select
+from sqlalchemy import ColumnElement, Engine, Select, and_, exists, false, func, or_, select
 from sqlalchemy.orm import Session
 
-from verification.ledger.models import Item, ItemFinding, Submission
+from verification.ledger.models import Item, ItemFinding, ItemReview, Submission
 
 if TYPE_CHECKING:
     pass
@@ -36,6 +36,23 @@ SORTS: Mapping[str, tuple[Any, bool]] = {
     "case": (Item.case_id, False),
 }
 DEFAULT_SORT = "-first_seen"
+# What the sort menu says for each sort name (the names stay in URLs).
+SORT_LABELS: Mapping[str, str] = {
+    "-first_seen": "Newest first",
+    "first_seen": "Oldest first",
+    "-capture_time": "Capture time, latest first",
+    "capture_time": "Capture time, earliest first",
+    "status": "Status (A to Z)",
+    "case": "Case of first submission (A to Z)",
+}
+# Review-state filters: no decision yet, a decision in force, analysts' decisions differ.
+REVIEW_FILTERS: Mapping[str, str] = {
+    "undecided": "Undecided",
+    "decided": "Decided",
+    "disagree": "Disputed (analysts disagree)",
+}
+MIN_HASH_PREFIX = 4
+MAX_SEARCH = 200
 
 
 class ReviewError(ValueError):
@@ -55,6 +72,9 @@ class QueueFilters:
     submitter: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    review: str | None = None
+    assignee: str | None = None
+    search: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +90,9 @@ class QueueRow:
     first_seen: datetime
     capture_time: str | None
     findings: tuple[tuple[str, str], ...] = ()
+    decision: str | None = None
+    disagree: bool = False
+    assignee: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +129,8 @@ class CaseSummary:
     by_status: Mapping[str, int] = field(default_factory=dict)
     by_finding: Mapping[str, int] = field(default_factory=dict)
     severities: Mapping[str, str] = field(default_factory=dict)
+    reviewed: int = 0
+    shared: int = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,19 +156,85 @@ def queue(
         msg = f"page must be >= 1 and page_size between 1 and {MAX_PAGE_SIZE}"
         raise ReviewError(msg)
     filters = filters or QueueFilters()
+    _check_filters(filters)
     with Session(engine) as session:
         total = session.scalar(_filtered(select(func.count()).select_from(Item), filters)) or 0
+        # Past the last page: show the last page (a stale link must not say "page 99 of 1").
+        page = min(page, max(1, -(-int(total) // page_size)))
         # Page the keys first (index-only), then load those rows: deep pages stay cheap.
         keys = _ordered(_filtered(select(Item.sha256), filters), sort)
         shas = list(session.scalars(keys.limit(page_size).offset((page - 1) * page_size)))
         loaded = {i.sha256: i for i in session.scalars(select(Item).where(Item.sha256.in_(shas)))}
         items = [loaded[sha] for sha in shas]
         codes = _finding_codes(session, shas)
-    rows = tuple(_row(item, codes.get(item.sha256, ())) for item in items)
+        reviews = {
+            r.item_sha256: r
+            for r in session.scalars(select(ItemReview).where(ItemReview.item_sha256.in_(shas)))
+        }
+    rows = tuple(_row(item, codes.get(item.sha256, ()), reviews.get(item.sha256)) for item in items)
     return Page(rows, page, page_size, int(total))
 
 
+def _check_filters(filters: QueueFilters) -> None:
+    if filters.review and filters.review not in REVIEW_FILTERS:
+        msg = f"review must be one of {', '.join(REVIEW_FILTERS)}"
+        raise ReviewError(msg)
+    if filters.search and len(filters.search) > MAX_SEARCH:
+        msg = f"search is longer than {MAX_SEARCH} characters"
+        raise ReviewError(msg)
+
+
+def in_case(case: str) -> ColumnElement[bool]:
+    """Items submitted to ``case`` (at any time, first or again): what the case holds."""
+    return Item.sha256.in_(
+        select(Submission.item_sha256).where(
+            Submission.case_id == case, Submission.item_sha256.is_not(None)
+        )
+    )
+
+
+def _submission_matches(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    return exists().where(Submission.item_sha256 == Item.sha256, or_(*conditions))
+
+
+def _search(text: str) -> ColumnElement[bool]:
+    """Hash prefix, original filename, submitter or note (claim or analyst), case-insensitive."""
+    needle = text.strip().lower()
+    matches = [
+        _submission_matches(
+            func.lower(Submission.store_key).contains(needle, autoescape=True),
+            func.lower(Submission.submitter).contains(needle, autoescape=True),
+            func.lower(Submission.claims["note"].as_string()).contains(needle, autoescape=True),
+        ),
+        exists().where(
+            ItemReview.item_sha256 == Item.sha256,
+            func.lower(ItemReview.notes).contains(needle, autoescape=True),
+        ),
+    ]
+    if len(needle) >= MIN_HASH_PREFIX and all(c in "0123456789abcdef" for c in needle):
+        # A range on the primary key: an index seek on every database and collation.
+        matches.append(and_(Item.sha256 >= needle, Item.sha256 < needle + "g"))
+    return or_(*matches)
+
+
+def _review(filters: QueueFilters) -> list[ColumnElement[bool]]:
+    review = ItemReview.item_sha256 == Item.sha256
+    out: list[ColumnElement[bool]] = []
+    if filters.review == "undecided":
+        out.append(~exists().where(review, ItemReview.decision.is_not(None)))
+    elif filters.review == "decided":
+        out.append(exists().where(review, ItemReview.decision.is_not(None)))
+    elif filters.review == "disagree":
+        out.append(exists().where(review, ItemReview.disagree.is_(True)))
+    if filters.assignee:
+        out.append(exists().where(review, ItemReview.assignee == filters.assignee))
+    return out
+
+
 def _filtered(query: Select[Any], filters: QueueFilters) -> Select[Any]:
+    query = query.where(*_review(filters))
+    if filters.search:
+        query = query.where(_search(filters.search))
     if filters.finding:
         # A join, not IN/EXISTS: (item, code) is the primary key, so it never duplicates rows,
         # and it lets the planner start from whichever side is more selective.
@@ -152,11 +243,16 @@ def _filtered(query: Select[Any], filters: QueueFilters) -> Select[Any]:
             and_(ItemFinding.item_sha256 == Item.sha256, ItemFinding.code == filters.finding),
         )
     if filters.case:
-        query = query.where(Item.case_id == filters.case)
+        query = query.where(in_case(filters.case))
     if filters.status:
         query = query.where(Item.status == filters.status)
     if filters.submitter:
-        query = query.where(Item.submitter == filters.submitter)
+        needle = filters.submitter.strip().lower()
+        query = query.where(
+            _submission_matches(func.lower(Submission.submitter).contains(needle, autoescape=True))
+            if needle
+            else false()
+        )
     if filters.since:
         query = query.where(Item.first_seen >= _utc(filters.since))
     if filters.until:
@@ -185,7 +281,7 @@ def _finding_codes(session: Session, shas: list[str]) -> dict[str, tuple[tuple[s
     return {sha: tuple(pairs) for sha, pairs in found.items()}
 
 
-def _row(item: Item, findings: tuple[tuple[str, str], ...]) -> QueueRow:
+def _row(item: Item, findings: tuple[tuple[str, str], ...], review: ItemReview | None) -> QueueRow:
     return QueueRow(
         sha256=item.sha256,
         case_id=item.case_id,
@@ -196,6 +292,9 @@ def _row(item: Item, findings: tuple[tuple[str, str], ...]) -> QueueRow:
         first_seen=item.first_seen.replace(tzinfo=item.first_seen.tzinfo or UTC),
         capture_time=item.capture_time,
         findings=findings,
+        decision=review.decision if review else None,
+        disagree=bool(review and review.disagree),
+        assignee=review.assignee if review else None,
     )
 
 
@@ -211,9 +310,15 @@ def _utc(moment: datetime) -> datetime:
 
 
 def cases(engine: Engine) -> list[str]:
-    """Every case id, sorted."""
+    """Every case some item was submitted to, sorted."""
     with Session(engine) as session:
-        return list(session.scalars(select(Item.case_id).distinct().order_by(Item.case_id)))
+        query = (
+            select(Submission.case_id)
+            .where(Submission.item_sha256.is_not(None))
+            .distinct()
+            .order_by(Submission.case_id)
+        )
+        return list(session.scalars(query))
 
 
 def finding_codes(engine: Engine) -> list[str]:
@@ -224,12 +329,14 @@ def finding_codes(engine: Engine) -> list[str]:
 
 
 def case_summary(engine: Engine, case: str) -> CaseSummary:
-    """Counts of ``case``'s items per status and per finding code; raises KeyError if unknown."""
+    """Counts of ``case``'s items (every item submitted to it) per status and finding code,
+    how many have a decision in force, and how many were also submitted to other cases;
+    raises KeyError if unknown."""
     with Session(engine) as session:
         by_status = dict(
             session.execute(
                 select(Item.status, func.count())
-                .where(Item.case_id == case)
+                .where(in_case(case))
                 .group_by(Item.status)
                 .order_by(Item.status)
             ).all()
@@ -240,16 +347,38 @@ def case_summary(engine: Engine, case: str) -> CaseSummary:
         rows = session.execute(
             select(ItemFinding.code, ItemFinding.severity, func.count())
             .join(Item, Item.sha256 == ItemFinding.item_sha256)
-            .where(Item.case_id == case)
+            .where(in_case(case))
             .group_by(ItemFinding.code, ItemFinding.severity)
             .order_by(ItemFinding.code)
         ).all()
+        reviewed = session.scalar(
+            select(func.count())
+            .select_from(ItemReview)
+            .join(Item, Item.sha256 == ItemReview.item_sha256)
+            .where(in_case(case), ItemReview.decision.is_not(None))
+        )
+        shared = session.scalar(
+            select(func.count(func.distinct(Submission.item_sha256))).where(
+                Submission.case_id != case,
+                Submission.item_sha256.in_(
+                    select(Submission.item_sha256).where(Submission.case_id == case)
+                ),
+            )
+        )
     by_finding: dict[str, int] = {}
     severities: dict[str, str] = {}
     for code, severity, count in rows:
         by_finding[code] = by_finding.get(code, 0) + count
         severities[code] = severity
-    return CaseSummary(case, sum(by_status.values()), by_status, by_finding, severities)
+    return CaseSummary(
+        case,
+        sum(by_status.values()),
+        by_status,
+        by_finding,
+        severities,
+        reviewed=int(reviewed or 0),
+        shared=int(shared or 0),
+    )
 
 
 # Submission states that mean the pipeline could not process a file (a retry clears them).
