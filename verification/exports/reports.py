@@ -21,10 +21,10 @@ from verification.exports.content import (
     public_keys,
     record_exports,
 )
-from verification.exports.scope import exported_event
 from verification.exports.layout import (
     FORMAT_VERSION,
 )
+from verification.exports.scope import exported_event
 from verification.media.gps import gps_text
 
 log = logging.getLogger(__name__)

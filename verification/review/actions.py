@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from verification.core.text import printable
 from verification.ledger.custody import CustodyEvent
 from verification.ledger.models import Item
-from verification.review.queries import ReviewError
+from verification.review.queries import ReviewError, required_text
 from verification.review.state import append_review
 
 if TYPE_CHECKING:
@@ -79,17 +79,6 @@ def record_access(ctx: Context, sha: str, analyst: str, purpose: str) -> Custody
         "original of item %s released to %s (event #%s)", sha[:12], printable(analyst), event.seq
     )
     return event
-
-
-def required_text(value: str, name: str, limit: int) -> str:
-    text = (value or "").strip()
-    if not text:
-        msg = f"{name} is required"
-        raise ReviewError(msg)
-    if len(text) > limit:
-        msg = f"{name} is longer than {limit} characters"
-        raise ReviewError(msg)
-    return text
 
 
 def _person(name: str) -> dict[str, str]:

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from verification.review.actions import required_text
-from verification.review.queries import ReviewError
+from verification.review.queries import ReviewError, required_text
 
 if TYPE_CHECKING:
     from verification.pipeline import Context

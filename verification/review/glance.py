@@ -80,7 +80,7 @@ def glances(engine: Engine, shas: Sequence[str], case: str | None = None) -> dic
             .where(Submission.item_sha256.in_(shas))
             .order_by(Submission.id)
         ).all()
-        records = dict(
+        records: dict[str, Any] = dict(
             session.execute(
                 select(Record.item_sha256, Record.data).where(
                     Record.id.in_(

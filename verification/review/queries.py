@@ -59,6 +59,18 @@ class ReviewError(ValueError):
     """A decision, access or query the caller asked for cannot be made as asked."""
 
 
+def required_text(value: str, name: str, limit: int) -> str:
+    """``value`` stripped; ReviewError when empty or longer than ``limit``."""
+    text = (value or "").strip()
+    if not text:
+        msg = f"{name} is required"
+        raise ReviewError(msg)
+    if len(text) > limit:
+        msg = f"{name} is longer than {limit} characters"
+        raise ReviewError(msg)
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class QueueFilters:
     """What the analyst narrows the queue to; ``None`` means no restriction.

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from verification.core.text import printable
 from verification.ledger.custody import CustodyEvent
 from verification.ledger.models import Event, Item, ItemReview
-from verification.review.queries import ReviewError
+from verification.review.queries import ReviewError, required_text
 
 if TYPE_CHECKING:
     from verification.pipeline import Context
@@ -132,8 +132,6 @@ def append_review(ctx: Context, sha: str, detail: Mapping[str, Any], analyst: st
 
 def record_comment(ctx: Context, sha: str, comment: str, analyst: str) -> CustodyEvent:
     """A remark that is not a decision, as a ``review`` event of its own (``action: comment``)."""
-    from verification.review.actions import required_text
-
     note = required_text(comment, "comment", MAX_COMMENT)
     analyst = required_text(analyst, "analyst", MAX_NAME)
     event = append_review(
@@ -145,8 +143,6 @@ def record_comment(ctx: Context, sha: str, comment: str, analyst: str) -> Custod
 
 def assign(ctx: Context, sha: str, assignee: str, analyst: str) -> CustodyEvent:
     """Assign the item to ``assignee`` (empty: unassign), as a ``review`` event."""
-    from verification.review.actions import required_text
-
     analyst = required_text(analyst, "analyst", MAX_NAME)
     assignee = (assignee or "").strip()
     if len(assignee) > MAX_NAME:
