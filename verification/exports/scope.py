@@ -25,7 +25,7 @@ def withhold_other_cases(report: Mapping[str, Any], case: str) -> dict[str, Any]
     ids = {s["id"] for s in kept}
     record = dict(report.get("record") or {})
     record["submissions"] = [s for s in record.get("submissions", []) if s.get("id") in ids]
-    record["findings"] = [f for f in record.get("findings", []) if _kept(f, ids)]
+    record["findings"] = [_scoped(f, ids) for f in record.get("findings", []) if _kept(f, ids)]
     item = {**report.get("item", {}), "case_id": case}
     return {**report, "item": item, "submissions": kept, "record": record}
 
@@ -47,6 +47,19 @@ def exported_event(event: Any, withheld: frozenset[int]) -> dict[str, Any]:
     if event.seq in withheld:
         data["detail"] = {"withheld": WITHHELD}
     return data
+
+
+def _scoped(finding: Mapping[str, Any], ids: set[int]) -> Mapping[str, Any]:
+    """A finding about several submissions (the same bytes sent again) without the others."""
+    evidence = finding.get("evidence") or {}
+    listed = evidence.get("submissions")
+    if not isinstance(listed, list) or set(listed) <= ids:
+        return finding
+    message = (
+        f"the same bytes were also submitted {len(set(listed) - ids)} time(s) to other cases "
+        "(withheld from this export)"
+    )
+    return {**finding, "message": message, "evidence": {"submissions": sorted(ids)}}
 
 
 def _kept(finding: Mapping[str, Any], ids: Iterable[int]) -> bool:
