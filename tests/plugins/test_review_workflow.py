@@ -3,6 +3,7 @@ search and lookup, forms that survive a token refresh (real Airflow JWTs, real S
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -133,7 +134,7 @@ def test_export_leaving_other_cases_out(make_client: Any, evidence: Evidence) ->
     withheld = [e for e in entry["custody"] if "withheld" in e["detail"]]
     assert withheld, "the case-a ingestion is withheld"
     chain = [CustodyEvent.from_dict(e) for e in entry["custody"]]
-    assert all(b.prev_hash == a.hash for a, b in zip(chain, chain[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(chain))
     included = post(client, "/cases/case-lagos/export", {**fields, "other_cases": "include"})
     assert "alice" in included.text
     keys = {k["key_id"]: k["pem"] for k in included.json()["public_keys"]}

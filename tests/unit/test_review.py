@@ -13,7 +13,7 @@ from sqlalchemy import insert
 
 from tests.helpers import init_context, make_settings
 from verification import review
-from verification.ledger.models import Item, ItemFinding
+from verification.ledger.models import Item, ItemFinding, Submission
 from verification.pipeline import Context
 from verification.review import QueueFilters
 
@@ -26,7 +26,8 @@ def ctx(tmp_path: Path) -> Context:
 
 
 def add_items(ctx: Context, count: int, **fields: object) -> list[str]:
-    """Insert ``count`` bare items (no pipeline run), one minute apart from T0."""
+    """Insert ``count`` bare items (no pipeline run), one minute apart from T0, each with the
+    submission that brought it (an item belongs to the cases it was submitted to)."""
     rows = []
     for n in range(count):
         sha = hashlib.sha256(uuid.uuid4().bytes).hexdigest()
@@ -46,8 +47,22 @@ def add_items(ctx: Context, count: int, **fields: object) -> list[str]:
             "fixity": "success",
         }
         rows.append({**row, **fields})
+    submissions = [
+        {
+            "store_key": f"incoming/{r['case_id']}/{r['sha256'][:8]}.jpg",
+            "etag": r["sha256"][:32],
+            "item_sha256": r["sha256"],
+            "case_id": r["case_id"],
+            "submitter": r["submitter"],
+            "claims": {},
+            "received_at": r["first_seen"],
+            "state": "processed",
+        }
+        for r in rows
+    ]
     with ctx.engine.begin() as conn:
         conn.execute(insert(Item), rows)
+        conn.execute(insert(Submission), submissions)
     return [r["sha256"] for r in rows]
 
 
@@ -64,6 +79,7 @@ def test_decision_is_a_signed_review_event_by_the_analyst(ctx: Context) -> None:
     event = review.record_decision(ctx, sha, "verified", "  matches the claim  ", "ana")
     assert event.type == "review"
     assert dict(event.detail) == {
+        "action": "decision",
         "decision": "verified",
         "note": "matches the claim",
         "analyst": "ana",
@@ -318,3 +334,62 @@ def test_review_map_and_metadata_show_no_unusable_position(
     rows = dict(views.metadata_rows(record["metadata"]))  # type: ignore[arg-type]
     assert rows["gps"].startswith("unusable, not used (gps-")
     assert "123" not in rows["gps"] and "30.52" not in rows["gps"]
+
+
+# --- review state (verification/review/state.py) ---------------------------------------------
+
+
+def test_review_state_latest_decision_in_force_and_disagreement() -> None:
+    """The latest decision is in force; analysts disagree while their own latest decisions differ."""
+    t = "2026-01-01T00:00:00.000000Z"
+    events = [
+        (5, t, {"action": "decision", "decision": "verified", "analyst": "ana", "note": "a"}),
+        (6, t, {"action": "comment", "analyst": "bo", "note": "looks odd"}),
+        (7, t, {"action": "decision", "decision": "rejected", "analyst": "bo", "note": "b"}),
+    ]
+    state = review.review_state(events)
+    assert (state.decision, state.decided_by, state.decisions, state.comments) == (
+        "rejected",
+        "bo",
+        2,
+        1,
+    )
+    assert state.disagree
+    agreed = review.review_state(
+        [*events, (8, t, {"decision": "rejected", "analyst": "ana", "note": "c"})]
+    )
+    assert not agreed.disagree and agreed.decisions == 3 and agreed.last_seq == 8
+
+
+def test_comments_and_assignments_are_not_decisions(ctx: Context) -> None:
+    """A comment and an assignment are review events that leave the decision history alone."""
+    (sha,) = add_items(ctx, 1)
+    review.record_comment(ctx, sha, "ask for the raw file", "ana")
+    review.assign(ctx, sha, "bo", "ana")
+    events = ctx.ledger.events(sha)
+    assert [e.detail["action"] for e in events if e.type == "review"] == ["comment", "assignment"]
+    assert review.decisions(events) == []
+    assert review.current_decision(events) is None
+    page = review.queue(ctx.engine, QueueFilters(assignee="bo", review="undecided"))
+    assert [r.sha256 for r in page.rows] == [sha]
+    assert ctx.ledger.verify(sha).ok
+
+
+def test_comment_on_unknown_item_is_keyerror(ctx: Context) -> None:
+    """Nothing is appended for an item that does not exist."""
+    with pytest.raises(KeyError):
+        review.record_comment(ctx, "0" * 64, "text", "ana")
+    assert ctx.ledger.events("0" * 64) == []
+
+
+def test_queue_search_matches_prefix_filename_and_note(ctx: Context) -> None:
+    """Search finds an item by a hash prefix, its file name and analysts' notes, ignoring case."""
+    a, b = add_items(ctx, 2)
+    review.record_comment(ctx, b, "Shadow Length checked", "ana")
+    assert [r.sha256 for r in review.queue(ctx.engine, QueueFilters(search=a[:12])).rows] == [a]
+    found = review.queue(ctx.engine, QueueFilters(search=a[:8].upper() + ".JPG"))
+    assert [r.sha256 for r in found.rows] == [a]
+    note = review.queue(ctx.engine, QueueFilters(search="shadow length"))
+    assert [r.sha256 for r in note.rows] == [b]
+    with pytest.raises(review.ReviewError):
+        review.queue(ctx.engine, QueueFilters(review="maybe"))
