@@ -36,6 +36,7 @@ from evidence_review.rendering import base_of as _base
 from evidence_review.rendering import ctx_of as _ctx
 from evidence_review.rendering import render as _render
 from evidence_review.rendering import report_of as _report
+from evidence_review.rendering import require_case, require_visible, scope_of, visible_report
 from evidence_review.rendering import secret_of as _secret
 from verification import review
 from verification.core.text import printable
@@ -176,7 +177,11 @@ def queue_page(
 ) -> HTMLResponse:
     """The review queue: search, filters, sort, one page of items at a glance."""
     ctx = _ctx(request)
+    scope = scope_of(request, user)
+    if case:
+        require_case(request, case, user)
     filters = review.QueueFilters(
+        cases=scope.cases,
         case=case or None,
         status=status_ or None,
         finding=finding or None,
@@ -210,19 +215,20 @@ def queue_page(
         page=result,
         glances=review.glances(ctx.engine, [r.sha256 for r in result.rows], case or None),
         chosen=chosen,
-        cases=review.cases(ctx.engine),
+        cases=review.cases(ctx.engine, scope.cases),
         codes=review.finding_codes(ctx.engine),
         statuses=review.STATUSES,
         sorts=review.SORT_LABELS,
         reviews=review.REVIEW_FILTERS,
-        problems=review.intake_problems(ctx.engine, limit=0),
+        problems=review.intake_problems(ctx.engine, limit=0, visible=scope.cases),
         link=lambda n: "?" + urlencode({**{k: v for k, v in chosen.items() if v}, "page": n}),
     )
 
 
-def problems_page(request: Request, case: str = "") -> HTMLResponse:
+def problems_page(request: Request, user: GetUserDep, case: str = "") -> HTMLResponse:
     """Submissions the pipeline could not process (failed or rejected), with why."""
-    problems = review.intake_problems(_ctx(request).engine, case or None)
+    scope = scope_of(request, user)
+    problems = review.intake_problems(_ctx(request).engine, case or None, visible=scope.cases)
     return _render(request, "problems.html", problems=problems, case=case, printable=printable)
 
 
@@ -235,10 +241,11 @@ def item_page(request: Request, ref: ITEM_REF, user: GetUserDep) -> Response:
     ctx = _ctx(request)
     sha = ref.lower()
     if len(sha) < 64:
-        return workflow.resolve_prefix(request, sha)
-    report = _report(ctx, sha)
+        return workflow.resolve_prefix(request, sha, scope_of(request, user))
+    report = visible_report(request, sha, user)
     record = report["record"]
     events = ctx.ledger.events(sha)
+    withheld = workflow.withheld_for(report, events, scope_of(request, user))
     center = views.map_center(record)
     tile = ctx.settings.tile_url
     response = _render(
@@ -256,6 +263,7 @@ def item_page(request: Request, ref: ITEM_REF, user: GetUserDep) -> Response:
         images=views.image_derivatives(record),
         duplicates=views.duplicates_earliest_first(record),
         events=events,
+        withheld=withheld,
         history=review.decisions(events),
         remarks=workflow.remarks(events),
         state=workflow.review_state_of(events),
@@ -277,6 +285,7 @@ def item_page(request: Request, ref: ITEM_REF, user: GetUserDep) -> Response:
 def case_page(request: Request, case: CASE, user: GetUserDep) -> HTMLResponse:
     """Counts per status and per finding for one case, and the export forms (three formats)."""
     ctx = _ctx(request)
+    require_case(request, case, user)
     problems = review.intake_problems(ctx.engine, case, limit=0)
     try:
         summary = review.case_summary(ctx.engine, case)
@@ -297,9 +306,10 @@ def case_page(request: Request, case: CASE, user: GetUserDep) -> HTMLResponse:
     )
 
 
-def derivative(request: Request, sha: SHA, name: str) -> Response:
+def derivative(request: Request, sha: SHA, name: str, user: GetUserDep) -> Response:
     """A thumbnail or keyframe of an item (never the original), as listed in its record."""
     ctx = _ctx(request)
+    require_visible(request, sha, user)
     entry = next(
         (d for d in views.image_derivatives(_report(ctx, sha)["record"]) if d["name"] == name), None
     )
@@ -318,11 +328,13 @@ def decide(
     request: Request,
     sha: SHA,
     analyst: Annotated[str, Depends(security.analyst_name)],
+    user: GetUserDep,
     decision: Annotated[str, Form()] = "",
     note: Annotated[str, Form()] = "",
 ) -> Response:
     """Record a decision as a custody event, then show the item again (POST-redirect-GET)."""
     ctx = _ctx(request)
+    require_visible(request, sha, user)
     try:
         review.record_decision(ctx, sha, decision, note, analyst)
     except review.ReviewError as exc:
@@ -336,10 +348,12 @@ def download_original(
     request: Request,
     sha: SHA,
     analyst: Annotated[str, Depends(security.analyst_name)],
+    user: GetUserDep,
     purpose: Annotated[str, Form()] = "",
 ) -> Response:
     """Write an ``access`` custody event, then stream the preserved original as an attachment."""
     ctx = _ctx(request)
+    require_visible(request, sha, user)
     item = _report(ctx, sha)["item"]
     # Open first (a missing object fails before any event), record, then release bytes.
     handle = ctx.store.open(item["vault_key"], item.get("vault_version"))
@@ -360,6 +374,7 @@ def export_case(
     request: Request,
     case: CASE,
     analyst: Annotated[str, Depends(security.analyst_name)],
+    user: GetUserDep,
     fmt: Annotated[str, Form(alias="format")] = "",
     redact: Annotated[str, Form()] = "",
     other_cases: Annotated[str, Form()] = "",
@@ -371,6 +386,8 @@ def export_case(
     interrupted or the worker dies mid-stream.
     """
     ctx = _ctx(request)
+    require_case(request, case, user)
+    workflow.check_export_scope(request, case, other_cases, scope_of(request, user))
     work = Path(tempfile.mkdtemp(prefix="evidence-export-"))
     try:
         download = review.export_download(

@@ -17,6 +17,8 @@ from importlib import resources
 log = logging.getLogger(__name__)
 
 SOURCE = "Natural Earth outlines, names and capitals from the countryinfo package (offline)"
+LABEL_SHARE = 0.12
+CAPITALS_SPAN_DEG = 20.0
 Ring = tuple[tuple[float, float], ...]  # (lon, lat) pairs
 Projector = Callable[[float, float], tuple[float, float]]
 
@@ -63,17 +65,22 @@ def countries() -> tuple[Country, ...]:
 def layer(south: float, north: float, west: float, east: float, project: Projector) -> Layer:
     """Countries overlapping the box, projected; labels and capitals that fall inside it."""
     shapes, labels, capitals = [], [], []
+    span = max(east - west, north - south)
     for country in countries():
         if country.north < south or country.south > north:
             continue
         if country.east < west or country.west > east:
             continue
         shapes.append((country.name, _path(country.rings, project)))
-        if country.label and _inside(country.label, south, north, west, east):
-            labels.append((country.name, *project(*country.label)))
-        at = country.capital_at
-        if country.capital and at and _inside(at, south, north, west, east):
-            capitals.append((country.capital, *project(*at)))
+        size = max(country.east - country.west, country.north - country.south)
+        # On a wide map only countries big enough to hold their name get one, and capitals
+        # appear from regional scale down, so labels do not pile up.
+        label, at = country.label, country.capital_at
+        if label and size >= LABEL_SHARE * span and _inside(label, south, north, west, east):
+            labels.append((country.name, *project(*label)))
+        wanted = country.capital and at and span <= CAPITALS_SPAN_DEG
+        if wanted and at and _inside(at, south, north, west, east):
+            capitals.append((str(country.capital), *project(*at)))
     return Layer(tuple(shapes), tuple(labels), tuple(capitals))
 
 

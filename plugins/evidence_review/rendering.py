@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import HTTPException, Request, status
 from fastapi.responses import HTMLResponse
 
+from verification import review
 from verification.pipeline import Context
 from verification.pipeline.records import item_report
 
@@ -42,3 +43,31 @@ def report_of(ctx: Context, sha: str) -> dict[str, Any]:
         return item_report(ctx, sha)
     except KeyError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "No such item") from exc
+
+
+def scope_of(request: Request, user: Any) -> review.CaseScope:
+    """The cases this user may see (setting ``case_access``; unset: all)."""
+    from evidence_review.security import user_roles
+
+    return review.scope_for(user_roles(user), ctx_of(request).settings.case_access)
+
+
+def visible_report(request: Request, sha: str, user: Any) -> dict[str, Any]:
+    """An item's report as this user may see it; 404 (as for an unknown item) when none of its
+    cases is visible, so the page does not tell that it exists."""
+    ctx, scope = ctx_of(request), scope_of(request, user)
+    if not review.item_visible(ctx.engine, sha, scope):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such item")
+    return dict(review.scoped_report(report_of(ctx, sha), scope))
+
+
+def require_visible(request: Request, sha: str, user: Any) -> None:
+    """404 unless the user may see the item."""
+    if not review.item_visible(ctx_of(request).engine, sha, scope_of(request, user)):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such item")
+
+
+def require_case(request: Request, case: str, user: Any) -> None:
+    """404 unless the user may see the case."""
+    if not scope_of(request, user).allows(case):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such case")

@@ -48,6 +48,17 @@ def may_review(user: BaseUser) -> bool:
     )
 
 
+def user_roles(user: BaseUser) -> list[str]:
+    """The user's role names: SimpleAuthManager users hold one, FAB users a list."""
+    names = []
+    role = getattr(user, "role", None)
+    if isinstance(role, str) and role:
+        names.append(role)
+    for entry in getattr(user, "roles", None) or []:
+        names.append(str(getattr(entry, "name", entry)))
+    return names
+
+
 def analyst_name(user: GetUserDep) -> str:
     """The Airflow user name: what custody events record as the analyst."""
     return str(user.get_name())

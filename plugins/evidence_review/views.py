@@ -23,6 +23,7 @@ MAP_WIDTH, MAP_HEIGHT = 560, 340
 # neighbouring places to give context; the distance is written on the map anyway.
 MIN_SPAN_DEG = 1.0
 TILE_ZOOM = 12
+MIN_LABELLED_LINE = 24.0
 _SKIPPED_METADATA = {"gps", "xmp", "thumbnail_pdq"}
 
 
@@ -200,6 +201,8 @@ def _distance_labels(record: Mapping[str, Any], project: Any) -> Iterable[tuple[
         km = (sub.get("geolocation") or {}).get("distance_km")
         if observed and _valid(claims.get("lat"), claims.get("lon")) and km is not None:
             (x1, y1), (x2, y2) = project(*observed), project(claims["lat"], claims["lon"])
+            if math.hypot(x2 - x1, y2 - y1) < MIN_LABELLED_LINE:
+                continue  # the points overlap: the table beside the map gives the distance
             yield f"{km:,.0f} km" if km >= 10 else f"{km:.1f} km", (x1 + x2) / 2, (y1 + y2) / 2
 
 

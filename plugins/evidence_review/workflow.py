@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
+from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import Depends, FastAPI, Form, HTTPException, Request, status
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -18,7 +19,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from evidence_review import security, views
-from evidence_review.rendering import base_of, ctx_of, render, report_of, secret_of
+from evidence_review.rendering import (
+    base_of,
+    ctx_of,
+    render,
+    require_visible,
+    secret_of,
+    visible_report,
+)
 from verification import review
 from verification.ledger.custody import CustodyEvent
 from verification.ledger.models import Item
@@ -59,10 +67,12 @@ def comment(
     request: Request,
     sha: SHA,
     analyst: Annotated[str, Depends(security.analyst_name)],
+    user: GetUserDep,
     note: Annotated[str, Form()] = "",
 ) -> Response:
     """Record a comment (not a decision) as a custody event, then show the item again."""
     ctx = ctx_of(request)
+    require_visible(request, sha, user)
     try:
         review.record_comment(ctx, sha, note, analyst)
     except review.ReviewError as exc:
@@ -76,10 +86,12 @@ def assignment(
     request: Request,
     sha: SHA,
     analyst: Annotated[str, Depends(security.analyst_name)],
+    user: GetUserDep,
     assignee: Annotated[str, Form()] = "",
 ) -> Response:
     """Assign the item to an analyst (empty: nobody), as a custody event."""
     ctx = ctx_of(request)
+    require_visible(request, sha, user)
     try:
         review.assign(ctx, sha, assignee, analyst)
     except review.ReviewError as exc:
@@ -89,21 +101,38 @@ def assignment(
     return RedirectResponse(f"{base_of(request)}/item/{sha}#comments", status.HTTP_303_SEE_OTHER)
 
 
+def withheld_for(
+    report: Mapping[str, Any], events: Sequence[CustodyEvent], scope: review.CaseScope
+) -> frozenset[int]:
+    """Seqs of the item's events about submissions to cases the user may not see."""
+    from verification.exports.scope import withheld_events
+
+    if scope.unrestricted:
+        return frozenset()
+    return withheld_events(events, [s["id"] for s in report["submissions"]])
+
+
+def check_export_scope(request: Request, case: str, choice: str, scope: review.CaseScope) -> None:
+    """A user who may not see every case the export would reveal must leave other cases out."""
+    if scope.unrestricted or choice == "omit":
+        return
+    exposed = review.exposure(ctx_of(request).engine, case)
+    if any(not scope.allows(other) for other in exposed.cases):
+        msg = "This case shares items with cases you may not see: export it without other cases"
+        raise HTTPException(status.HTTP_403_FORBIDDEN, msg)
+
+
 # ---------------------------------------------------------------------------------------------
 # Items by prefix, stale forms
 
 
-def resolve_prefix(request: Request, prefix: str) -> Response:
+def resolve_prefix(request: Request, prefix: str, scope: review.CaseScope) -> Response:
     """The one item whose SHA-256 starts with ``prefix``; several: the queue searching for it."""
+    query = select(Item.sha256).where(Item.sha256 >= prefix, Item.sha256 < prefix + "g")
+    if scope.cases is not None:
+        query = query.where(review.in_cases(scope.cases))
     with Session(ctx_of(request).engine) as session:
-        shas = list(
-            session.scalars(
-                select(Item.sha256)
-                .where(Item.sha256 >= prefix, Item.sha256 < prefix + "g")
-                .order_by(Item.sha256)
-                .limit(PREFIX_MATCHES)
-            )
-        )
+        shas = list(session.scalars(query.order_by(Item.sha256).limit(PREFIX_MATCHES)))
     if not shas:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No item starts with {prefix}")
     if len(shas) == 1:
@@ -129,11 +158,10 @@ def stale_form(request: Request, exc: security.StaleForm) -> HTMLResponse:
 # Side-by-side comparison
 
 
-def compare_page(request: Request, sha: SHA, other: SHA) -> HTMLResponse:
+def compare_page(request: Request, sha: SHA, other: SHA, user: GetUserDep) -> HTMLResponse:
     """An item and one of its near-duplicates side by side: pictures at the same size with
     zoom, how they match, what metadata differs, both sets of claims, which copy is earliest."""
-    ctx = ctx_of(request)
-    left, right = report_of(ctx, sha), report_of(ctx, other)
+    left, right = visible_report(request, sha, user), visible_report(request, other, user)
     link = next((d for d in left["record"].get("duplicates", []) if d["item"] == other), None)
     if link is None:
         link = next((d for d in left["duplicate_links"] if d["item"] == other), None)

@@ -501,12 +501,16 @@ def test_form_survives_logging_in_again(
     browser.get(f"{server}/evidence/item/{evidence_home['hostile']}")
     note = "Make field holds a script; treated as text."
     browser.find_element(By.ID, "comment").send_keys(note)
-    first = browser.current_window_handle
-    browser.switch_to.new_window("tab")
-    browser.delete_cookie("_token")
-    _login(browser, server, "analyst")
-    browser.close()
-    browser.switch_to.window(first)
+    # Logging in again elsewhere: Airflow issues a new token, which becomes this browser's.
+    request = urllib.request.Request(
+        f"{server}/auth/token",
+        data=json.dumps({"username": "analyst", "password": USERS["analyst"][1]}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=WAIT) as response:
+        fresh = json.load(response)["access_token"]
+    assert fresh != browser.get_cookie("_token")["value"]
+    browser.add_cookie({"name": "_token", "value": fresh, "path": "/"})
     browser.find_element(By.ID, "add-comment").click()
     kept = _wait(browser, ec.presence_of_element_located((By.ID, "stale-form")))
     assert note in kept.find_element(By.TAG_NAME, "textarea").get_attribute("value")

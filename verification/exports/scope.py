@@ -12,21 +12,24 @@ it is refused with that option.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 WITHHELD = "withheld: concerns a submission to another case"
 
 
-def withhold_other_cases(report: Mapping[str, Any], case: str) -> dict[str, Any]:
-    """``report`` without other cases' submissions: their submitters, claims and notes, and the
-    findings that compare the file with those claims."""
-    kept = [s for s in report.get("submissions", []) if s.get("case_id") == case]
+def withhold_other_cases(report: Mapping[str, Any], case: str | Collection[str]) -> dict[str, Any]:
+    """``report`` without the submissions of cases other than ``case`` (one, or several): their
+    submitters, claims and notes, and the findings that compare the file with those claims."""
+    keep = {case} if isinstance(case, str) else set(case)
+    kept = [s for s in report.get("submissions", []) if s.get("case_id") in keep]
     ids = {s["id"] for s in kept}
     record = dict(report.get("record") or {})
     record["submissions"] = [s for s in record.get("submissions", []) if s.get("id") in ids]
     record["findings"] = [_scoped(f, ids) for f in record.get("findings", []) if _kept(f, ids)]
-    item = {**report.get("item", {}), "case_id": case}
+    item = dict(report.get("item", {}))
+    if item.get("case_id") not in keep:
+        item["case_id"] = min(s["case_id"] for s in kept) if kept else None
     return {**report, "item": item, "submissions": kept, "record": record}
 
 

@@ -2,7 +2,7 @@
 
 Owns the queue and case views and the list of unprocessed submissions (:mod:`.queries`), what
 the queue shows at a glance and what a case export reveals of other cases (:mod:`.glance`),
-review state, comments and assignment (:mod:`.state`), decisions and access to originals as custody events (:mod:`.actions`), and case exports as
+review state, comments and assignment (:mod:`.state`), per-case access (:mod:`.access`), decisions and access to originals as custody events (:mod:`.actions`), and case exports as
 downloads (:mod:`.downloads`). May import the exports, pipeline, ledger and core layers; only
 the CLI and the plugin import it.
 """
@@ -10,6 +10,7 @@ the CLI and the plugin import it.
 from __future__ import annotations
 
 from verification.ledger.review_events import current_decision, decisions
+from verification.review.access import CaseScope, item_visible, scope_for, scoped_report
 from verification.review.actions import (
     DECISIONS,
     MAX_NOTE,
@@ -51,6 +52,7 @@ from verification.review.queries import (
     case_summary,
     cases,
     finding_codes,
+    in_cases,
     intake_problems,
     queue,
 )
@@ -75,6 +77,7 @@ __all__ = [
     "SORTS",
     "SORT_LABELS",
     "STATUSES",
+    "CaseScope",
     "CaseSubmission",
     "CaseSummary",
     "Decision",
@@ -99,11 +102,15 @@ __all__ = [
     "exposure",
     "finding_codes",
     "glances",
+    "in_cases",
     "intake_problems",
+    "item_visible",
     "queue",
     "record_access",
     "record_comment",
     "record_decision",
     "review_state",
+    "scope_for",
+    "scoped_report",
     "zip_bag",
 ]

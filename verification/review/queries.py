@@ -13,7 +13,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Engine, Select, and_, exists, false, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Select,
+    and_,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.orm import Session
 
 from verification.ledger.models import Item, ItemFinding, ItemReview, Submission
@@ -87,6 +98,8 @@ class QueueFilters:
     review: str | None = None
     assignee: str | None = None
     search: str | None = None
+    # The cases the reviewer may see (per-case access); None: every case.
+    cases: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,8 +256,19 @@ def _review(filters: QueueFilters) -> list[ColumnElement[bool]]:
     return out
 
 
+def in_cases(cases: frozenset[str]) -> ColumnElement[bool]:
+    """Items submitted to any of ``cases``."""
+    return Item.sha256.in_(
+        select(Submission.item_sha256).where(
+            Submission.case_id.in_(cases), Submission.item_sha256.is_not(None)
+        )
+    )
+
+
 def _filtered(query: Select[Any], filters: QueueFilters) -> Select[Any]:
     query = query.where(*_review(filters))
+    if filters.cases is not None:
+        query = query.where(in_cases(filters.cases))
     if filters.search:
         query = query.where(_search(filters.search))
     if filters.finding:
@@ -321,12 +345,13 @@ def _utc(moment: datetime) -> datetime:
 # Choices for the filter form, case summaries and exports
 
 
-def cases(engine: Engine) -> list[str]:
-    """Every case some item was submitted to, sorted."""
+def cases(engine: Engine, visible: frozenset[str] | None = None) -> list[str]:
+    """Every case some item was submitted to (of ``visible`` ones, when given), sorted."""
     with Session(engine) as session:
         query = (
             select(Submission.case_id)
             .where(Submission.item_sha256.is_not(None))
+            .where(Submission.case_id.in_(visible) if visible is not None else true())
             .distinct()
             .order_by(Submission.case_id)
         )
@@ -417,12 +442,20 @@ class Problems:
     rows: tuple[Problem, ...]
 
 
-def intake_problems(engine: Engine, case: str | None = None, limit: int = 100) -> Problems:
-    """Submissions whose latest attempt failed (or was rejected), newest first.
+def intake_problems(
+    engine: Engine,
+    case: str | None = None,
+    limit: int = 100,
+    visible: frozenset[str] | None = None,
+) -> Problems:
+    """Submissions whose latest attempt failed (or was rejected), newest first (of ``visible``
+    cases only, when given).
 
     A later successful attempt marks the failed one ``retried``, which clears it from here.
     """
-    where = Submission.state.in_(PROBLEM_STATES)
+    where: ColumnElement[bool] = Submission.state.in_(PROBLEM_STATES)
+    if visible is not None:
+        where = and_(where, Submission.case_id.in_(visible))
     with Session(engine) as session:
         by_case = dict(
             session.execute(
