@@ -393,3 +393,17 @@ def test_queue_search_matches_prefix_filename_and_note(ctx: Context) -> None:
     assert [r.sha256 for r in note.rows] == [b]
     with pytest.raises(review.ReviewError):
         review.queue(ctx.engine, QueueFilters(review="maybe"))
+
+
+# --- per-case access (verification/review/access.py) -----------------------------------------
+
+
+def test_case_scope_from_roles() -> None:
+    """Unset: all cases; mapped roles: their union; "*": all; no mapped role: none."""
+    mapping = {"Lagos-Team": ["case-lagos"], "kyiv-team": ["case-kyiv"], "Admin": ["*"]}
+    assert review.scope_for(["user"], None).unrestricted
+    both = review.scope_for(["lagos-team", "KYIV-TEAM"], mapping)
+    assert both.cases == frozenset({"case-lagos", "case-kyiv"})
+    assert both.allows("case-kyiv") and not both.allows("case-a") and not both.allows(None)
+    assert review.scope_for(["admin", "lagos-team"], mapping).unrestricted
+    assert review.scope_for(["viewer"], mapping).cases == frozenset()

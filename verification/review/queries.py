@@ -18,7 +18,6 @@ from sqlalchemy import (
     Engine,
     Select,
     and_,
-    exists,
     false,
     func,
     or_,
@@ -63,6 +62,7 @@ REVIEW_FILTERS: Mapping[str, str] = {
     "disagree": "Disputed (analysts disagree)",
 }
 MIN_HASH_PREFIX = 4
+HASH_ONLY_PREFIX = 8
 MAX_SEARCH = 200
 
 
@@ -218,41 +218,50 @@ def in_case(case: str) -> ColumnElement[bool]:
     )
 
 
-def _submission_matches(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
-    return exists().where(Submission.item_sha256 == Item.sha256, or_(*conditions))
+def _submitted_where(*conditions: ColumnElement[bool]) -> Select[Any]:
+    """Items with a submission meeting any of ``conditions`` (one scan of submissions)."""
+    return select(Submission.item_sha256).where(
+        Submission.item_sha256.is_not(None), or_(*conditions)
+    )
 
 
 def _search(text: str) -> ColumnElement[bool]:
-    """Hash prefix, original filename, submitter or note (claim or analyst), case-insensitive."""
+    """Hash prefix, original filename, submitter or note (claim or analyst), case-insensitive.
+
+    A run of 8 or more hex digits is taken as a hash prefix (an index seek); anything else is
+    looked for in file names, submitters, claim notes and analysts' notes (one scan of each).
+    """
     needle = text.strip().lower()
-    matches = [
-        _submission_matches(
-            func.lower(Submission.store_key).contains(needle, autoescape=True),
-            func.lower(Submission.submitter).contains(needle, autoescape=True),
-            func.lower(Submission.claims["note"].as_string()).contains(needle, autoescape=True),
-        ),
-        exists().where(
-            ItemReview.item_sha256 == Item.sha256,
-            func.lower(ItemReview.notes).contains(needle, autoescape=True),
-        ),
-    ]
-    if len(needle) >= MIN_HASH_PREFIX and all(c in "0123456789abcdef" for c in needle):
+    if len(needle) >= HASH_ONLY_PREFIX and all(c in "0123456789abcdef" for c in needle):
         # A range on the primary key: an index seek on every database and collation.
+        return and_(Item.sha256 >= needle, Item.sha256 < needle + "g")
+    texts = _submitted_where(
+        func.lower(Submission.store_key).contains(needle, autoescape=True),
+        func.lower(Submission.submitter).contains(needle, autoescape=True),
+        func.lower(Submission.claims["note"].as_string()).contains(needle, autoescape=True),
+    )
+    notes = select(ItemReview.item_sha256).where(
+        func.lower(ItemReview.notes).contains(needle, autoescape=True)
+    )
+    matches: list[ColumnElement[bool]] = [Item.sha256.in_(texts), Item.sha256.in_(notes)]
+    if len(needle) >= MIN_HASH_PREFIX and all(c in "0123456789abcdef" for c in needle):
         matches.append(and_(Item.sha256 >= needle, Item.sha256 < needle + "g"))
     return or_(*matches)
 
 
 def _review(filters: QueueFilters) -> list[ColumnElement[bool]]:
-    review = ItemReview.item_sha256 == Item.sha256
+    decided = select(ItemReview.item_sha256).where(ItemReview.decision.is_not(None))
     out: list[ColumnElement[bool]] = []
     if filters.review == "undecided":
-        out.append(~exists().where(review, ItemReview.decision.is_not(None)))
+        out.append(Item.sha256.not_in(decided))
     elif filters.review == "decided":
-        out.append(exists().where(review, ItemReview.decision.is_not(None)))
+        out.append(Item.sha256.in_(decided))
     elif filters.review == "disagree":
-        out.append(exists().where(review, ItemReview.disagree.is_(True)))
+        disputed = select(ItemReview.item_sha256).where(ItemReview.disagree.is_(True))
+        out.append(Item.sha256.in_(disputed))
     if filters.assignee:
-        out.append(exists().where(review, ItemReview.assignee == filters.assignee))
+        mine = select(ItemReview.item_sha256).where(ItemReview.assignee == filters.assignee)
+        out.append(Item.sha256.in_(mine))
     return out
 
 
@@ -285,7 +294,9 @@ def _filtered(query: Select[Any], filters: QueueFilters) -> Select[Any]:
     if filters.submitter:
         needle = filters.submitter.strip().lower()
         query = query.where(
-            _submission_matches(func.lower(Submission.submitter).contains(needle, autoescape=True))
+            Item.sha256.in_(
+                _submitted_where(func.lower(Submission.submitter).contains(needle, autoescape=True))
+            )
             if needle
             else false()
         )
