@@ -407,3 +407,18 @@ def test_case_scope_from_roles() -> None:
     assert both.allows("case-kyiv") and not both.allows("case-a") and not both.allows(None)
     assert review.scope_for(["admin", "lagos-team"], mapping).unrestricted
     assert review.scope_for(["viewer"], mapping).cases == frozenset()
+
+
+def test_search_with_many_matches_uses_the_subquery(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the listed-keys limit the search stays a subquery, with the same results."""
+    from verification.review import queries
+
+    shas = add_items(ctx, 4)
+    listed = review.queue(ctx.engine, QueueFilters(search=".jpg", submitter="ALI"))
+    monkeypatch.setattr(queries, "MAX_LISTED_MATCHES", 1)
+    subquery = review.queue(ctx.engine, QueueFilters(search=".jpg", submitter="ALI"))
+    assert listed.total == subquery.total == 4
+    assert [r.sha256 for r in listed.rows] == [r.sha256 for r in subquery.rows]
+    assert sorted(r.sha256 for r in subquery.rows) == sorted(shas)

@@ -63,6 +63,7 @@ REVIEW_FILTERS: Mapping[str, str] = {
 }
 MIN_HASH_PREFIX = 4
 HASH_ONLY_PREFIX = 8
+MAX_LISTED_MATCHES = 5000
 MAX_SEARCH = 200
 
 
@@ -183,11 +184,13 @@ def queue(
     filters = filters or QueueFilters()
     _check_filters(filters)
     with Session(engine) as session:
-        total = session.scalar(_filtered(select(func.count()).select_from(Item), filters)) or 0
+        found = _resolved(session, filters)
+        count = select(func.count()).select_from(Item)
+        total = session.scalar(_filtered(count, filters, found)) or 0
         # Past the last page: show the last page (a stale link must not say "page 99 of 1").
         page = min(page, max(1, -(-int(total) // page_size)))
         # Page the keys first (index-only), then load those rows: deep pages stay cheap.
-        keys = _ordered(_filtered(select(Item.sha256), filters), sort)
+        keys = _ordered(_filtered(select(Item.sha256), filters, found), sort)
         shas = list(session.scalars(keys.limit(page_size).offset((page - 1) * page_size)))
         loaded = {i.sha256: i for i in session.scalars(select(Item).where(Item.sha256.in_(shas)))}
         items = [loaded[sha] for sha in shas]
@@ -274,12 +277,31 @@ def in_cases(cases: frozenset[str]) -> ColumnElement[bool]:
     )
 
 
-def _filtered(query: Select[Any], filters: QueueFilters) -> Select[Any]:
-    query = query.where(*_review(filters))
+def _resolved(session: Session, filters: QueueFilters) -> list[ColumnElement[bool]]:
+    """Search and submitter filters as conditions, their matching keys looked up once (the
+    count and the page would each scan the submissions again), or the subquery itself when
+    it matches very many items."""
+    conditions = []
+    if filters.search:
+        conditions.append(_search(filters.search))
+    if filters.submitter is not None:
+        needle = filters.submitter.strip().lower()
+        by = func.lower(Submission.submitter).contains(needle, autoescape=True)
+        conditions.append(Item.sha256.in_(_submitted_where(by)) if needle else false())
+    resolved = []
+    for condition in conditions:
+        query = select(Item.sha256).where(condition).limit(MAX_LISTED_MATCHES + 1)
+        keys = list(session.scalars(query))
+        resolved.append(Item.sha256.in_(keys) if len(keys) <= MAX_LISTED_MATCHES else condition)
+    return resolved
+
+
+def _filtered(
+    query: Select[Any], filters: QueueFilters, resolved: list[ColumnElement[bool]] | None = None
+) -> Select[Any]:
+    query = query.where(*_review(filters), *(resolved or []))
     if filters.cases is not None:
         query = query.where(in_cases(filters.cases))
-    if filters.search:
-        query = query.where(_search(filters.search))
     if filters.finding:
         # A join, not IN/EXISTS: (item, code) is the primary key, so it never duplicates rows,
         # and it lets the planner start from whichever side is more selective.
@@ -291,15 +313,6 @@ def _filtered(query: Select[Any], filters: QueueFilters) -> Select[Any]:
         query = query.where(in_case(filters.case))
     if filters.status:
         query = query.where(Item.status == filters.status)
-    if filters.submitter:
-        needle = filters.submitter.strip().lower()
-        query = query.where(
-            Item.sha256.in_(
-                _submitted_where(func.lower(Submission.submitter).contains(needle, autoescape=True))
-            )
-            if needle
-            else false()
-        )
     if filters.since:
         query = query.where(Item.first_seen >= _utc(filters.since))
     if filters.until:
