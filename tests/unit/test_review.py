@@ -422,3 +422,74 @@ def test_search_with_many_matches_uses_the_subquery(
     assert listed.total == subquery.total == 4
     assert [r.sha256 for r in listed.rows] == [r.sha256 for r in subquery.rows]
     assert sorted(r.sha256 for r in subquery.rows) == sorted(shas)
+
+
+def test_migration_0005_backfills_review_state_from_decisions(tmp_path: Path) -> None:
+    """Decisions recorded before 0005 become the review state: the latest in force, analysts
+    whose latest decisions differ disagree; a newer migration run changes nothing."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from verification.ledger.models import MIGRATIONS, Event, ItemReview, make_engine, migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.connect() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0003_duplicates")
+    sha = "ab" * 32
+    row = {
+        "sha256": sha,
+        "size": 1,
+        "sha1": "0" * 40,
+        "md5": "0" * 32,
+        "format": "jpeg",
+        "mime": "image/jpeg",
+        "kind": "image",
+        "vault_key": "v",
+        "first_seen": T0,
+        "case_id": "case-1",
+        "status": "consistent",
+        "fixity": "success",
+    }
+    details = [
+        {"decision": "verified", "note": "ok", "analyst": "ana"},
+        {"decision": "rejected", "note": "no", "analyst": "bo"},
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(Item), [row])
+        conn.execute(
+            insert(Event),
+            [
+                {
+                    "uuid": str(uuid.uuid4()),
+                    "item_sha256": sha,
+                    "seq": n + 1,
+                    "event_type": "review",
+                    "event_time": f"2026-01-0{n + 1}T00:00:00.000000Z",
+                    "outcome": "success",
+                    "detail": detail,
+                    "agents": [],
+                    "step_key": f"review:{n}",
+                    "prev_hash": "0" * 64,
+                    "hash": "0" * 64,
+                    "key_id": "k",
+                    "signature": "s",
+                }
+                for n, detail in enumerate(details)
+            ],
+        )
+    migrate(engine)
+    migrate(engine)
+    with Session(engine) as session:
+        state = session.scalars(select(ItemReview)).one()
+    assert (state.decision, state.decided_by, state.decisions, state.disagree) == (
+        "rejected",
+        "bo",
+        2,
+        True,
+    )
+    assert state.notes == "ok\nno" and state.last_seq == 2
