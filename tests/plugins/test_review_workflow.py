@@ -352,9 +352,11 @@ def test_bad_parameters_get_the_pages_own_error(make_client: Any, path: str) -> 
 def test_page_past_the_end_shows_the_last_page(make_client: Any) -> None:
     """?page=99 on a short queue shows its last page, not "page 99 of 1"."""
     text = make_client("viewer").get("/?page=99&page_size=5").text
-    pages = re.search(r"page (\d+) of (\d+)", text)
+    pages = re.search(r"page (\d+) of (\d+) · items (\d+)–(\d+) of (\d+)", text)
     assert pages and pages.group(1) == pages.group(2)
+    assert pages.group(4) == pages.group(5), "the last page ends with the last item"
     assert re.findall(r'<a class="mono" href="/item/', text)
+    assert 'id="first-page"' in text and 'id="last-page"' not in text
 
 
 def test_sort_labels_are_words(make_client: Any) -> None:

@@ -493,3 +493,16 @@ def test_migration_0005_backfills_review_state_from_decisions(tmp_path: Path) ->
         True,
     )
     assert state.notes == "ok\nno" and state.last_seq == 2
+
+
+def test_undecided_count_is_all_minus_decided(ctx: Context) -> None:
+    """The undecided total (counted as all minus decided) matches the rows, with other filters."""
+    shas = add_items(ctx, 3)
+    add_items(ctx, 2, case_id="case-2")
+    review.record_decision(ctx, shas[0], "verified", "checked", "ana")
+    review.record_comment(ctx, shas[1], "a comment is not a decision", "ana")
+    page = review.queue(ctx.engine, QueueFilters(case="case-1", review="undecided"))
+    assert page.total == 2 == len(page.rows)
+    assert sorted(r.sha256 for r in page.rows) == sorted(shas[1:])
+    assert review.queue(ctx.engine, QueueFilters(review="undecided")).total == 4
+    assert review.queue(ctx.engine, QueueFilters(review="decided")).total == 1

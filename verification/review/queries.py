@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -185,8 +185,7 @@ def queue(
     _check_filters(filters)
     with Session(engine) as session:
         found = _resolved(session, filters)
-        count = select(func.count()).select_from(Item)
-        total = session.scalar(_filtered(count, filters, found)) or 0
+        total = _count(session, filters, found)
         # Past the last page: show the last page (a stale link must not say "page 99 of 1").
         page = min(page, max(1, -(-int(total) // page_size)))
         # Page the keys first (index-only), then load those rows: deep pages stay cheap.
@@ -201,6 +200,17 @@ def queue(
         }
     rows = tuple(_row(item, codes.get(item.sha256, ()), reviews.get(item.sha256)) for item in items)
     return Page(rows, page, page_size, int(total))
+
+
+def _count(session: Session, filters: QueueFilters, found: list[ColumnElement[bool]]) -> int:
+    """Matching items. "Undecided" is counted as all minus decided: most items are undecided,
+    and probing each of them against the decided ones costs far more than counting those."""
+    count = select(func.count()).select_from(Item)
+    if filters.review != "undecided":
+        return int(session.scalar(_filtered(count, filters, found)) or 0)
+    everything = session.scalar(_filtered(count, replace(filters, review=None), found)) or 0
+    decided = session.scalar(_filtered(count, replace(filters, review="decided"), found)) or 0
+    return int(everything) - int(decided)
 
 
 def _check_filters(filters: QueueFilters) -> None:
