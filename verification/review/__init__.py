@@ -26,6 +26,7 @@ from verification.review.downloads import (
     export_download,
     zip_bag,
 )
+from verification.review.filters import in_cases
 from verification.review.glance import (
     CaseSubmission,
     Exposure,
@@ -52,7 +53,6 @@ from verification.review.queries import (
     case_summary,
     cases,
     finding_codes,
-    in_cases,
     intake_problems,
     queue,
 )

@@ -20,13 +20,19 @@ from sqlalchemy import (
     and_,
     false,
     func,
-    or_,
     select,
     true,
 )
 from sqlalchemy.orm import Session
 
 from verification.ledger.models import Item, ItemFinding, ItemReview, Submission
+from verification.review.filters import (
+    in_case,
+    in_cases,
+    review_conditions,
+    search_condition,
+    submitted_where,
+)
 
 if TYPE_CHECKING:
     pass
@@ -61,8 +67,6 @@ REVIEW_FILTERS: Mapping[str, str] = {
     "decided": "Decided",
     "disagree": "Disputed (analysts disagree)",
 }
-MIN_HASH_PREFIX = 4
-HASH_ONLY_PREFIX = 8
 MAX_LISTED_MATCHES = 5000
 MAX_SEARCH = 200
 
@@ -222,82 +226,17 @@ def _check_filters(filters: QueueFilters) -> None:
         raise ReviewError(msg)
 
 
-def in_case(case: str) -> ColumnElement[bool]:
-    """Items submitted to ``case`` (at any time, first or again): what the case holds."""
-    return Item.sha256.in_(
-        select(Submission.item_sha256).where(
-            Submission.case_id == case, Submission.item_sha256.is_not(None)
-        )
-    )
-
-
-def _submitted_where(*conditions: ColumnElement[bool]) -> Select[Any]:
-    """Items with a submission meeting any of ``conditions`` (one scan of submissions)."""
-    return select(Submission.item_sha256).where(
-        Submission.item_sha256.is_not(None), or_(*conditions)
-    )
-
-
-def _search(text: str) -> ColumnElement[bool]:
-    """Hash prefix, original filename, submitter or note (claim or analyst), case-insensitive.
-
-    A run of 8 or more hex digits is taken as a hash prefix (an index seek); anything else is
-    looked for in file names, submitters, claim notes and analysts' notes (one scan of each).
-    """
-    needle = text.strip().lower()
-    if len(needle) >= HASH_ONLY_PREFIX and all(c in "0123456789abcdef" for c in needle):
-        # A range on the primary key: an index seek on every database and collation.
-        return and_(Item.sha256 >= needle, Item.sha256 < needle + "g")
-    texts = _submitted_where(
-        func.lower(Submission.store_key).contains(needle, autoescape=True),
-        func.lower(Submission.submitter).contains(needle, autoescape=True),
-        func.lower(Submission.claims["note"].as_string()).contains(needle, autoescape=True),
-    )
-    notes = select(ItemReview.item_sha256).where(
-        func.lower(ItemReview.notes).contains(needle, autoescape=True)
-    )
-    matches: list[ColumnElement[bool]] = [Item.sha256.in_(texts), Item.sha256.in_(notes)]
-    if len(needle) >= MIN_HASH_PREFIX and all(c in "0123456789abcdef" for c in needle):
-        matches.append(and_(Item.sha256 >= needle, Item.sha256 < needle + "g"))
-    return or_(*matches)
-
-
-def _review(filters: QueueFilters) -> list[ColumnElement[bool]]:
-    decided = select(ItemReview.item_sha256).where(ItemReview.decision.is_not(None))
-    out: list[ColumnElement[bool]] = []
-    if filters.review == "undecided":
-        out.append(Item.sha256.not_in(decided))
-    elif filters.review == "decided":
-        out.append(Item.sha256.in_(decided))
-    elif filters.review == "disagree":
-        disputed = select(ItemReview.item_sha256).where(ItemReview.disagree.is_(True))
-        out.append(Item.sha256.in_(disputed))
-    if filters.assignee:
-        mine = select(ItemReview.item_sha256).where(ItemReview.assignee == filters.assignee)
-        out.append(Item.sha256.in_(mine))
-    return out
-
-
-def in_cases(cases: frozenset[str]) -> ColumnElement[bool]:
-    """Items submitted to any of ``cases``."""
-    return Item.sha256.in_(
-        select(Submission.item_sha256).where(
-            Submission.case_id.in_(cases), Submission.item_sha256.is_not(None)
-        )
-    )
-
-
 def _resolved(session: Session, filters: QueueFilters) -> list[ColumnElement[bool]]:
     """Search and submitter filters as conditions, their matching keys looked up once (the
     count and the page would each scan the submissions again), or the subquery itself when
     it matches very many items."""
     conditions = []
     if filters.search:
-        conditions.append(_search(filters.search))
+        conditions.append(search_condition(filters.search))
     if filters.submitter is not None:
         needle = filters.submitter.strip().lower()
         by = func.lower(Submission.submitter).contains(needle, autoescape=True)
-        conditions.append(Item.sha256.in_(_submitted_where(by)) if needle else false())
+        conditions.append(Item.sha256.in_(submitted_where(by)) if needle else false())
     resolved = []
     for condition in conditions:
         query = select(Item.sha256).where(condition).limit(MAX_LISTED_MATCHES + 1)
@@ -309,7 +248,7 @@ def _resolved(session: Session, filters: QueueFilters) -> list[ColumnElement[boo
 def _filtered(
     query: Select[Any], filters: QueueFilters, resolved: list[ColumnElement[bool]] | None = None
 ) -> Select[Any]:
-    query = query.where(*_review(filters), *(resolved or []))
+    query = query.where(*review_conditions(filters.review, filters.assignee), *(resolved or []))
     if filters.cases is not None:
         query = query.where(in_cases(filters.cases))
     if filters.finding:
