@@ -310,9 +310,8 @@ def derivative(request: Request, sha: SHA, name: str, user: GetUserDep) -> Respo
     """A thumbnail or keyframe of an item (never the original), as listed in its record."""
     ctx = _ctx(request)
     require_visible(request, sha, user)
-    entry = next(
-        (d for d in views.image_derivatives(_report(ctx, sha)["record"]) if d["name"] == name), None
-    )
+    record = review.latest_record(ctx.engine, sha) or {}
+    entry = next((d for d in views.image_derivatives(record) if d["name"] == name), None)
     if entry is None or entry.get("key") != derivative_key(sha, name):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "No such derivative")
     with ctx.store.open(entry["key"]) as handle:

@@ -34,6 +34,7 @@ from verification.review.glance import (
     case_submissions,
     exposure,
     glances,
+    latest_record,
 )
 from verification.review.queries import (
     DEFAULT_SORT,
@@ -105,6 +106,7 @@ __all__ = [
     "in_cases",
     "intake_problems",
     "item_visible",
+    "latest_record",
     "queue",
     "record_access",
     "record_comment",

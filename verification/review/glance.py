@@ -186,3 +186,13 @@ def exposure(engine: Engine, case: str) -> Exposure:
 
 def _has_note(claims: Any) -> bool:
     return isinstance(claims, Mapping) and bool(claims.get("note"))
+
+
+def latest_record(engine: Engine, sha: str) -> Mapping[str, Any] | None:
+    """The newest verification record of an item, or None (what a thumbnail request needs,
+    without the chain check of a full report)."""
+    with Session(engine) as session:
+        data = session.scalar(
+            select(Record.data).where(Record.item_sha256 == sha).order_by(Record.id.desc()).limit(1)
+        )
+    return data if isinstance(data, Mapping) else None
