@@ -108,6 +108,9 @@ def test_resubmitted_item_belongs_to_both_cases(make_client: Any, evidence: Evid
     assert re.search(r"1 item submitted to this case", case)
     assert "kyiv-again.jpg" in case
     assert 'value="case-lagos"' in client.get("/").text
+    cases = client.get(f"/item/{kyiv}").text
+    cases = cases[cases.index('id="item-cases"') :][:400]
+    assert 'href="/case/case-a"' in cases and 'href="/case/case-lagos"' in cases
 
 
 def test_export_with_other_cases_needs_a_choice(make_client: Any, evidence: Evidence) -> None:
