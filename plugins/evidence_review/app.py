@@ -213,7 +213,9 @@ def queue_page(
         request,
         "queue.html",
         page=result,
-        glances=review.glances(ctx.engine, [r.sha256 for r in result.rows], case or None),
+        glances=review.glances(
+            ctx.engine, [r.sha256 for r in result.rows], case or None, scope.cases
+        ),
         chosen=chosen,
         cases=review.cases(ctx.engine, scope.cases),
         codes=review.finding_codes(ctx.engine),
@@ -298,7 +300,9 @@ def case_page(request: Request, case: CASE, user: GetUserDep) -> HTMLResponse:
         "case.html",
         summary=summary,
         submissions=review.case_submissions(ctx.engine, case),
-        exposure=review.exposure(ctx.engine, case),
+        exposure=workflow.visible_exposure(
+            review.exposure(ctx.engine, case), scope_of(request, user)
+        ),
         problems=problems,
         may_review=security.may_review(user),
         csrf=security.csrf_token(request, _secret(request)),

@@ -8,6 +8,7 @@ permission and a valid form token, like every other route of the app.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -110,6 +111,17 @@ def withheld_for(
     if scope.unrestricted:
         return frozenset()
     return withheld_events(events, [s["id"] for s in report["submissions"]])
+
+
+def visible_exposure(exposure: review.Exposure, scope: review.CaseScope) -> review.Exposure:
+    """What the case page may name of other cases: visible ones by name, the rest counted."""
+    if scope.unrestricted:
+        return exposure
+    shown = tuple(c for c in exposure.cases if scope.allows(c))
+    hidden = len(exposure.cases) - len(shown)
+    if hidden:
+        shown = (*shown, f"{hidden} case{'' if hidden == 1 else 's'} you may not see")
+    return replace(exposure, cases=shown)
 
 
 def check_export_scope(request: Request, case: str, choice: str, scope: review.CaseScope) -> None:

@@ -81,7 +81,10 @@ def test_queue_lists_only_the_users_cases(make_client: Any, evidence: Evidence) 
     analyst = make_client("analyst")
     assert listed(analyst) == [evidence.items["kyiv"]]
     page = analyst.get("/").text
-    assert 'value="case-lagos"' in page and 'value="case-a"' not in page
+    assert 'value="case-lagos"' in page and "case-a" not in page
+    assert "Lagos Witness" in page and "alice" not in page and "kyiv.jpg" not in page
+    case = analyst.get("/case/case-lagos").text
+    assert "case-a" not in case and "1 case you may not see" in case
     assert listed(analyst, f"q={evidence.items['lagos'][:12]}") == []
     assert analyst.get("/?case=case-a").status_code == 404
 

@@ -25,6 +25,7 @@ class Glance:
 
     filename: str | None
     submitter: str | None
+    case_id: str | None
     submissions: int
     cases: int
     gap_km: float | None
@@ -64,8 +65,14 @@ def filename(key: str) -> str:
     return key.rsplit("/", 1)[-1]
 
 
-def glances(engine: Engine, shas: Sequence[str], case: str | None = None) -> dict[str, Glance]:
-    """Extras of the given items; with ``case``, the filename, submitter and gaps are that case's."""
+def glances(
+    engine: Engine,
+    shas: Sequence[str],
+    case: str | None = None,
+    visible: frozenset[str] | None = None,
+) -> dict[str, Glance]:
+    """Extras of the given items; with ``case``, the filename, submitter and gaps are that
+    case's; with ``visible`` (per-case access), they come from visible cases only."""
     if not shas:
         return {}
     with Session(engine) as session:
@@ -94,12 +101,18 @@ def glances(engine: Engine, shas: Sequence[str], case: str | None = None) -> dic
     by_item: dict[str, list[Any]] = {}
     for row in subs:
         by_item.setdefault(row.item_sha256, []).append(row)
-    return {sha: _glance(by_item.get(sha, []), records.get(sha) or {}, case) for sha in shas}
+    return {
+        sha: _glance(by_item.get(sha, []), records.get(sha) or {}, case, visible) for sha in shas
+    }
 
 
-def _glance(subs: list[Any], record: Mapping[str, Any], case: str | None) -> Glance:
+def _glance(
+    subs: list[Any], record: Mapping[str, Any], case: str | None, visible: frozenset[str] | None
+) -> Glance:
     chosen = [s for s in subs if s.case_id == case] if case else subs
-    first = (chosen or subs or [None])[0]
+    if visible is not None:
+        chosen = [s for s in chosen if s.case_id in visible]
+    first = chosen[0] if chosen else None
     ids = {s.id for s in chosen}
     gaps = [g for g in (_gaps(s) for s in record.get("submissions", [])) if g[0] in ids]
     km = [g[1] for g in gaps if g[1] is not None]
@@ -107,6 +120,7 @@ def _glance(subs: list[Any], record: Mapping[str, Any], case: str | None) -> Gla
     return Glance(
         filename=filename(first.store_key) if first else None,
         submitter=first.submitter if first else None,
+        case_id=first.case_id if first else None,
         submissions=len(subs),
         cases=len({s.case_id for s in subs}),
         gap_km=max(km) if km else None,
