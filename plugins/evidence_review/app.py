@@ -274,6 +274,7 @@ def item_page(request: Request, ref: ITEM_REF, user: GetUserDep) -> Response:
         may_review=security.may_review(user),
         csrf=security.csrf_token(request, _secret(request)),
         agent_names=views.agent_names,
+        keyframe_times=views.keyframe_times,
         compact_json=views.compact_json,
     )
     origin = views.tile_origin(tile) if tile else None

@@ -340,3 +340,16 @@ def metadata_diff(
             state = "only here" if b is None else "only there"
         rows.append((name, a or "", b or "", state))
     return rows
+
+
+def keyframe_times(record: Mapping[str, Any]) -> dict[str, str]:
+    """``frame-NN.jpg`` -> its timecode in the video (``m:ss.s``), from the record's keyframes
+    (the NN-th keyframe listed is the NN-th file)."""
+    frames = (record.get("perceptual") or {}).get("keyframes") or []
+    times = {}
+    for number, frame in enumerate(frames):
+        seconds = frame.get("time_s") if isinstance(frame, Mapping) else None
+        if isinstance(seconds, int | float) and seconds >= 0:
+            minutes, rest = divmod(float(seconds), 60)
+            times[f"frame-{number:02d}.jpg"] = f"{int(minutes)}:{rest:04.1f}"
+    return times

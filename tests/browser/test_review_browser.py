@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -517,3 +518,19 @@ def test_form_survives_logging_in_again(
     browser.find_element(By.ID, "send-again").click()
     remarks = _wait(browser, ec.presence_of_element_located((By.ID, "remarks")))
     assert note in remarks.text
+
+
+def test_video_keyframes_carry_timecodes(
+    browser: Any, server: str, evidence_home: dict[str, Any]
+) -> None:
+    """The demo video's keyframes show where in the video each was taken."""
+    from selenium.webdriver.common.by import By
+
+    _login_if_needed(browser, server)
+    browser.get(f"{server}/evidence/?q=checkpoint.mp4")
+    browser.find_element(By.CSS_SELECTOR, "#queue a.mono").click()
+    captions = [
+        c.text for c in browser.find_elements(By.CSS_SELECTOR, "figure.keyframe figcaption")
+    ]
+    assert captions and captions[0] == "0:00.0"
+    assert all(re.fullmatch(r"\d+:\d\d\.\d", c) for c in captions), captions

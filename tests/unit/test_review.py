@@ -506,3 +506,12 @@ def test_undecided_count_is_all_minus_decided(ctx: Context) -> None:
     assert sorted(r.sha256 for r in page.rows) == sorted(shas[1:])
     assert review.queue(ctx.engine, QueueFilters(review="undecided")).total == 4
     assert review.queue(ctx.engine, QueueFilters(review="decided")).total == 1
+
+
+def test_keyframe_times_label_each_frame() -> None:
+    """The NN-th keyframe file gets the NN-th keyframe's timecode; unknown times get none."""
+    from plugins.evidence_review import views
+
+    record = {"perceptual": {"keyframes": [{"time_s": 0.0}, {"time_s": 75.25}, {"time_s": None}]}}
+    assert views.keyframe_times(record) == {"frame-00.jpg": "0:00.0", "frame-01.jpg": "1:15.2"}
+    assert views.keyframe_times({}) == {}
