@@ -19,9 +19,9 @@ from verification.media.gps import gps_text, usable_position
 from .basemap import Layer, layer
 
 MAP_WIDTH, MAP_HEIGHT = 560, 340
-# At least this span around the points (a degree of latitude is 111 km): enough for borders and
-# neighbouring places to give context; the distance is written on the map anyway.
-MIN_SPAN_DEG = 2.5
+# At least this much on each side of the points (a degree of latitude is 111 km): enough for
+# borders and neighbouring places to give context; the distance is written on the map anyway.
+MIN_SPAN_DEG = 1.5
 TILE_ZOOM = 12
 MIN_LABELLED_LINE = 24.0
 _SKIPPED_METADATA = {"gps", "xmp", "thumbnail_pdq"}
