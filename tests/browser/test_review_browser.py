@@ -4,14 +4,18 @@ Starts ``airflow api-server`` (no scheduler) on a free 127.0.0.1 port against a 
 Airflow home and the demo data (plus one submission with a hostile EXIF Make), logs in through
 SimpleAuthManager's login page, opens the "Evidence" nav entry, filters the queue, records a
 decision and checks the timeline; exports a case's HTML report from the case page and reads it
-offline with every http(s) request blocked. Saves docs/screenshots/queue.png, item.png and
-report.png.
+offline with every http(s) request blocked. Works a recycled-photo case the way an analyst
+does: the case as submitted, search, side-by-side comparison with zoom, assignment, comment and
+decision, review-state filters, an export that leaves the other case out, and a form sent after
+logging in again. Saves docs/screenshots/queue.png, item.png, report.png, compare.png,
+queue-review.png and map.png.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -317,6 +321,8 @@ def test_exported_html_report_reads_offline(
     _login_if_needed(browser, server)
     browser.get(f"{server}/evidence/case/case-kyiv")
     _wait(browser, ec.element_to_be_clickable((By.ID, "export-html")))
+    # market.jpg went to case-lagos too: the page asks whether that case's submission goes along.
+    browser.find_element(By.ID, "other-include").click()
     report = _download(browser, "export-html", tmp_path / "downloads")
     assert report.name.startswith("case-kyiv-") and report.suffix == ".html"
 
@@ -346,3 +352,185 @@ def test_exported_html_report_reads_offline(
     finally:
         browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
         browser.execute_cdp_cmd("Network.disable", {})
+
+
+def _frame_in(browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.switch_to.default_content()
+    frames = browser.find_elements(By.CSS_SELECTOR, "iframe")
+    if frames:
+        browser.switch_to.frame(frames[0])
+
+
+def _apply(browser: Any, **fields: str) -> None:
+    """Fill the queue's filter form (text inputs and selects by name) and apply it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    for name, value in fields.items():
+        element = browser.find_element(By.NAME, name)
+        if element.tag_name == "select":
+            Select(element).select_by_value(value)
+        elif element.get_attribute("type") == "checkbox":
+            if element.is_selected() != (value == "on"):
+                element.click()
+        else:
+            element.clear()
+            element.send_keys(value)
+    from selenium.webdriver.support import expected_conditions as ec
+
+    page = browser.find_element(By.TAG_NAME, "html")
+    browser.find_element(By.ID, "apply-filters").click()
+    _wait(browser, ec.staleness_of(page))
+    _wait(browser, ec.presence_of_element_located((By.ID, "queue")))
+
+
+def test_analyst_works_a_recycled_photo_case(
+    browser: Any, server: str, evidence_home: dict[str, Any], tmp_path: Path
+) -> None:
+    """case-lagos holds the Kyiv market photo sent again and a resized copy of it: the analyst
+    finds them, compares them side by side, assigns, comments, decides, filters by review
+    state, and exports the case without case-kyiv's witness."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select
+
+    _login_if_needed(browser, server)
+    browser.get(f"{server}/evidence/")
+    _apply(browser, case="case-lagos")
+    _wait(browser, lambda d: "case=case-lagos" in d.current_url)
+    table = browser.find_element(By.ID, "queue").text
+    assert "market-again.jpg" in table and "recycled.jpg" in table
+    assert "journalist-f" in table, "case-lagos's own submitter of the recycled market photo"
+    assert "undecided" in table
+
+    # Search: a file name, any case, case-insensitive substring.
+    browser.get(f"{server}/evidence/")
+    _apply(browser, q="RECYCLED")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#queue tbody tr")
+    assert len(rows) == 1 and "recycled.jpg" in rows[0].text
+    rows[0].find_element(By.CSS_SELECTOR, "a.mono").click()
+    _wait(browser, ec.presence_of_element_located((By.ID, "duplicates")))
+    recycled = browser.current_url.rsplit("/", 1)[-1]
+
+    # The decision select starts empty.
+    assert (
+        Select(browser.find_element(By.ID, "decision")).first_selected_option.get_attribute("value")
+        == ""
+    )
+
+    # Side by side with the earlier copy, zoomed 2x in both frames.
+    browser.find_element(By.CSS_SELECTOR, "#duplicates a.compare").click()
+    _wait(browser, ec.presence_of_element_located((By.ID, "metadata-diff")))
+    frames = browser.find_elements(By.CSS_SELECTOR, ".frame img")
+    assert len(frames) == 2
+    fitted = [f.size["width"] for f in frames]
+    assert fitted[0] == fitted[1], "both pictures at the same size"
+    browser.find_element(By.CSS_SELECTOR, "label[for=zoom-2]").click()
+    zoomed = [f.size["width"] for f in browser.find_elements(By.CSS_SELECTOR, ".frame img")]
+    # 200 % of the frame, less the scroll bar the zoom brings.
+    assert all(z >= 1.8 * w for z, w in zip(zoomed, fitted, strict=True)), (zoomed, fitted)
+    assert "earliest copy" in browser.page_source
+    browser.find_element(By.CSS_SELECTOR, "label[for=zoom-1]").click()
+    browser.switch_to.default_content()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.set_window_size(1440, 1400)
+    browser.save_screenshot(str(SCREENSHOTS / "compare.png"))
+    browser.set_window_size(1440, 1100)
+    # The other side links back.
+    earlier = browser.find_element(By.CSS_SELECTOR, "#earliest a").get_attribute("href")
+    browser.get(earlier)
+    assert f"/compare/{recycled}" in browser.page_source
+
+    # Assign to me, comment, decide.
+    browser.get(f"{server}/evidence/item/{recycled}")
+    browser.find_element(By.ID, "assign").click()
+    _wait(browser, ec.presence_of_element_located((By.ID, "assignee")))
+    browser.find_element(By.ID, "comment").send_keys("Earlier copy is case-kyiv's market photo.")
+    browser.find_element(By.ID, "add-comment").click()
+    remarks = _wait(browser, ec.presence_of_element_located((By.ID, "remarks")))
+    assert "Earlier copy is case-kyiv" in remarks.text
+    Select(browser.find_element(By.ID, "decision")).select_by_value("rejected")
+    browser.find_element(By.ID, "note").send_keys("Recycled: a resized copy of a Kyiv photo.")
+    browser.find_element(By.ID, "record-decision").click()
+    _wait(browser, ec.presence_of_element_located((By.ID, "decision-history")))
+
+    # Review state in the queue: decided, mine.
+    browser.get(f"{server}/evidence/")
+    _apply(browser, case="case-lagos", review="decided", mine="on")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#queue tbody tr")
+    assert len(rows) == 1 and "rejected" in rows[0].text and "assigned: analyst" in rows[0].text
+    _apply(browser, review="", mine="off")
+    browser.save_screenshot(str(SCREENSHOTS / "queue-review.png"))
+    browser.get(f"{server}/evidence/case/case-lagos")
+    assert "reviewed 1 of 3" in browser.find_element(By.ID, "case-counts").text
+
+    # Export without the other case: case-kyiv's witness is not in the report.
+    assert "case-kyiv" in browser.find_element(By.ID, "other-cases-warning").text
+    browser.find_element(By.ID, "other-omit").click()
+    report = _download(browser, "export-html", tmp_path / "downloads")
+    text = report.read_text()
+    assert "journalist-f" in text and "witness-a" not in text
+
+
+def test_map_shows_claimed_and_observed_points(
+    browser: Any, server: str, evidence_home: dict[str, Any]
+) -> None:
+    """The Kyiv market photo claimed in Lagos: both points and the distance on the item page."""
+    from selenium.webdriver.common.by import By
+
+    _login_if_needed(browser, server)
+    browser.get(f"{server}/evidence/?q=market-again")
+    browser.find_element(By.CSS_SELECTOR, "#queue a.mono").click()
+    svg = browser.find_element(By.ID, "map")
+    assert len(svg.find_elements(By.TAG_NAME, "circle")) >= 3
+    assert "km between claim and file" in browser.page_source
+    section = svg.find_element(By.XPATH, "./ancestor::section[1]")
+    browser.execute_script("arguments[0].scrollIntoView()", section)
+    section.screenshot(str(SCREENSHOTS / "map.png"))
+
+
+def test_form_survives_logging_in_again(
+    browser: Any, server: str, evidence_home: dict[str, Any]
+) -> None:
+    """A note typed before logging in again elsewhere comes back to be sent, and is recorded."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    _login_if_needed(browser, server)
+    browser.get(f"{server}/evidence/item/{evidence_home['hostile']}")
+    note = "Make field holds a script; treated as text."
+    browser.find_element(By.ID, "comment").send_keys(note)
+    # Logging in again elsewhere: Airflow issues a new token, which becomes this browser's.
+    request = urllib.request.Request(
+        f"{server}/auth/token",
+        data=json.dumps({"username": "analyst", "password": USERS["analyst"][1]}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=WAIT) as response:
+        fresh = json.load(response)["access_token"]
+    assert fresh != browser.get_cookie("_token")["value"]
+    browser.add_cookie({"name": "_token", "value": fresh, "path": "/"})
+    browser.find_element(By.ID, "add-comment").click()
+    kept = _wait(browser, ec.presence_of_element_located((By.ID, "stale-form")))
+    assert note in kept.find_element(By.TAG_NAME, "textarea").get_attribute("value")
+    browser.find_element(By.ID, "send-again").click()
+    remarks = _wait(browser, ec.presence_of_element_located((By.ID, "remarks")))
+    assert note in remarks.text
+
+
+def test_video_keyframes_carry_timecodes(
+    browser: Any, server: str, evidence_home: dict[str, Any]
+) -> None:
+    """The demo video's keyframes show where in the video each was taken."""
+    from selenium.webdriver.common.by import By
+
+    _login_if_needed(browser, server)
+    browser.get(f"{server}/evidence/?q=checkpoint.mp4")
+    browser.find_element(By.CSS_SELECTOR, "#queue a.mono").click()
+    captions = [
+        c.text for c in browser.find_elements(By.CSS_SELECTOR, "figure.keyframe figcaption")
+    ]
+    assert captions and captions[0] == "0:00.0"
+    assert all(re.fullmatch(r"\d+:\d\d\.\d", c) for c in captions), captions

@@ -374,6 +374,7 @@ def test_decision_creates_signed_event_that_verifies(make_client: Any, evidence:
     last = evidence.ctx.ledger.events(item)[-1]
     assert last.type == "review"
     assert dict(last.detail) == {
+        "action": "decision",
         "decision": "disputed",
         "note": "GPS says Lagos",
         "analyst": "analyst",

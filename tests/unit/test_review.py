@@ -13,7 +13,7 @@ from sqlalchemy import insert
 
 from tests.helpers import init_context, make_settings
 from verification import review
-from verification.ledger.models import Item, ItemFinding
+from verification.ledger.models import Item, ItemFinding, Submission
 from verification.pipeline import Context
 from verification.review import QueueFilters
 
@@ -26,7 +26,8 @@ def ctx(tmp_path: Path) -> Context:
 
 
 def add_items(ctx: Context, count: int, **fields: object) -> list[str]:
-    """Insert ``count`` bare items (no pipeline run), one minute apart from T0."""
+    """Insert ``count`` bare items (no pipeline run), one minute apart from T0, each with the
+    submission that brought it (an item belongs to the cases it was submitted to)."""
     rows = []
     for n in range(count):
         sha = hashlib.sha256(uuid.uuid4().bytes).hexdigest()
@@ -46,8 +47,22 @@ def add_items(ctx: Context, count: int, **fields: object) -> list[str]:
             "fixity": "success",
         }
         rows.append({**row, **fields})
+    submissions = [
+        {
+            "store_key": f"incoming/{r['case_id']}/{r['sha256'][:8]}.jpg",
+            "etag": r["sha256"][:32],
+            "item_sha256": r["sha256"],
+            "case_id": r["case_id"],
+            "submitter": r["submitter"],
+            "claims": {},
+            "received_at": r["first_seen"],
+            "state": "processed",
+        }
+        for r in rows
+    ]
     with ctx.engine.begin() as conn:
         conn.execute(insert(Item), rows)
+        conn.execute(insert(Submission), submissions)
     return [r["sha256"] for r in rows]
 
 
@@ -64,6 +79,7 @@ def test_decision_is_a_signed_review_event_by_the_analyst(ctx: Context) -> None:
     event = review.record_decision(ctx, sha, "verified", "  matches the claim  ", "ana")
     assert event.type == "review"
     assert dict(event.detail) == {
+        "action": "decision",
         "decision": "verified",
         "note": "matches the claim",
         "analyst": "ana",
@@ -318,3 +334,184 @@ def test_review_map_and_metadata_show_no_unusable_position(
     rows = dict(views.metadata_rows(record["metadata"]))  # type: ignore[arg-type]
     assert rows["gps"].startswith("unusable, not used (gps-")
     assert "123" not in rows["gps"] and "30.52" not in rows["gps"]
+
+
+# --- review state (verification/review/state.py) ---------------------------------------------
+
+
+def test_review_state_latest_decision_in_force_and_disagreement() -> None:
+    """The latest decision is in force; analysts disagree while their own latest decisions differ."""
+    t = "2026-01-01T00:00:00.000000Z"
+    events = [
+        (5, t, {"action": "decision", "decision": "verified", "analyst": "ana", "note": "a"}),
+        (6, t, {"action": "comment", "analyst": "bo", "note": "looks odd"}),
+        (7, t, {"action": "decision", "decision": "rejected", "analyst": "bo", "note": "b"}),
+    ]
+    state = review.review_state(events)
+    assert (state.decision, state.decided_by, state.decisions, state.comments) == (
+        "rejected",
+        "bo",
+        2,
+        1,
+    )
+    assert state.disagree
+    agreed = review.review_state(
+        [*events, (8, t, {"decision": "rejected", "analyst": "ana", "note": "c"})]
+    )
+    assert not agreed.disagree and agreed.decisions == 3 and agreed.last_seq == 8
+
+
+def test_comments_and_assignments_are_not_decisions(ctx: Context) -> None:
+    """A comment and an assignment are review events that leave the decision history alone."""
+    (sha,) = add_items(ctx, 1)
+    review.record_comment(ctx, sha, "ask for the raw file", "ana")
+    review.assign(ctx, sha, "bo", "ana")
+    events = ctx.ledger.events(sha)
+    assert [e.detail["action"] for e in events if e.type == "review"] == ["comment", "assignment"]
+    assert review.decisions(events) == []
+    assert review.current_decision(events) is None
+    page = review.queue(ctx.engine, QueueFilters(assignee="bo", review="undecided"))
+    assert [r.sha256 for r in page.rows] == [sha]
+    assert ctx.ledger.verify(sha).ok
+
+
+def test_comment_on_unknown_item_is_keyerror(ctx: Context) -> None:
+    """Nothing is appended for an item that does not exist."""
+    with pytest.raises(KeyError):
+        review.record_comment(ctx, "0" * 64, "text", "ana")
+    assert ctx.ledger.events("0" * 64) == []
+
+
+def test_queue_search_matches_prefix_filename_and_note(ctx: Context) -> None:
+    """Search finds an item by a hash prefix, its file name and analysts' notes, ignoring case."""
+    a, b = add_items(ctx, 2)
+    review.record_comment(ctx, b, "Shadow Length checked", "ana")
+    assert [r.sha256 for r in review.queue(ctx.engine, QueueFilters(search=a[:12])).rows] == [a]
+    found = review.queue(ctx.engine, QueueFilters(search=a[:8].upper() + ".JPG"))
+    assert [r.sha256 for r in found.rows] == [a]
+    note = review.queue(ctx.engine, QueueFilters(search="shadow length"))
+    assert [r.sha256 for r in note.rows] == [b]
+    with pytest.raises(review.ReviewError):
+        review.queue(ctx.engine, QueueFilters(review="maybe"))
+
+
+# --- per-case access (verification/review/access.py) -----------------------------------------
+
+
+def test_case_scope_from_roles() -> None:
+    """Unset: all cases; mapped roles: their union; "*": all; no mapped role: none."""
+    mapping = {"Lagos-Team": ["case-lagos"], "kyiv-team": ["case-kyiv"], "Admin": ["*"]}
+    assert review.scope_for(["user"], None).unrestricted
+    both = review.scope_for(["lagos-team", "KYIV-TEAM"], mapping)
+    assert both.cases == frozenset({"case-lagos", "case-kyiv"})
+    assert both.allows("case-kyiv") and not both.allows("case-a") and not both.allows(None)
+    assert review.scope_for(["admin", "lagos-team"], mapping).unrestricted
+    assert review.scope_for(["viewer"], mapping).cases == frozenset()
+
+
+def test_search_with_many_matches_uses_the_subquery(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the listed-keys limit the search stays a subquery, with the same results."""
+    from verification.review import queries
+
+    shas = add_items(ctx, 4)
+    listed = review.queue(ctx.engine, QueueFilters(search=".jpg", submitter="ALI"))
+    monkeypatch.setattr(queries, "MAX_LISTED_MATCHES", 1)
+    subquery = review.queue(ctx.engine, QueueFilters(search=".jpg", submitter="ALI"))
+    assert listed.total == subquery.total == 4
+    assert [r.sha256 for r in listed.rows] == [r.sha256 for r in subquery.rows]
+    assert sorted(r.sha256 for r in subquery.rows) == sorted(shas)
+
+
+def test_migration_0005_backfills_review_state_from_decisions(tmp_path: Path) -> None:
+    """Decisions recorded before 0005 become the review state: the latest in force, analysts
+    whose latest decisions differ disagree; a newer migration run changes nothing."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from verification.ledger.models import MIGRATIONS, Event, ItemReview, make_engine, migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.connect() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0003_duplicates")
+    sha = "ab" * 32
+    row = {
+        "sha256": sha,
+        "size": 1,
+        "sha1": "0" * 40,
+        "md5": "0" * 32,
+        "format": "jpeg",
+        "mime": "image/jpeg",
+        "kind": "image",
+        "vault_key": "v",
+        "first_seen": T0,
+        "case_id": "case-1",
+        "status": "consistent",
+        "fixity": "success",
+    }
+    details = [
+        {"decision": "verified", "note": "ok", "analyst": "ana"},
+        {"decision": "rejected", "note": "no", "analyst": "bo"},
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(Item), [row])
+        conn.execute(
+            insert(Event),
+            [
+                {
+                    "uuid": str(uuid.uuid4()),
+                    "item_sha256": sha,
+                    "seq": n + 1,
+                    "event_type": "review",
+                    "event_time": f"2026-01-0{n + 1}T00:00:00.000000Z",
+                    "outcome": "success",
+                    "detail": detail,
+                    "agents": [],
+                    "step_key": f"review:{n}",
+                    "prev_hash": "0" * 64,
+                    "hash": "0" * 64,
+                    "key_id": "k",
+                    "signature": "s",
+                }
+                for n, detail in enumerate(details)
+            ],
+        )
+    migrate(engine)
+    migrate(engine)
+    with Session(engine) as session:
+        state = session.scalars(select(ItemReview)).one()
+    assert (state.decision, state.decided_by, state.decisions, state.disagree) == (
+        "rejected",
+        "bo",
+        2,
+        True,
+    )
+    assert state.notes == "ok\nno" and state.last_seq == 2
+
+
+def test_undecided_count_is_all_minus_decided(ctx: Context) -> None:
+    """The undecided total (counted as all minus decided) matches the rows, with other filters."""
+    shas = add_items(ctx, 3)
+    add_items(ctx, 2, case_id="case-2")
+    review.record_decision(ctx, shas[0], "verified", "checked", "ana")
+    review.record_comment(ctx, shas[1], "a comment is not a decision", "ana")
+    page = review.queue(ctx.engine, QueueFilters(case="case-1", review="undecided"))
+    assert page.total == 2 == len(page.rows)
+    assert sorted(r.sha256 for r in page.rows) == sorted(shas[1:])
+    assert review.queue(ctx.engine, QueueFilters(review="undecided")).total == 4
+    assert review.queue(ctx.engine, QueueFilters(review="decided")).total == 1
+
+
+def test_keyframe_times_label_each_frame() -> None:
+    """The NN-th keyframe file gets the NN-th keyframe's timecode; unknown times get none."""
+    from plugins.evidence_review import views
+
+    record = {"perceptual": {"keyframes": [{"time_s": 0.0}, {"time_s": 75.25}, {"time_s": None}]}}
+    assert views.keyframe_times(record) == {"frame-00.jpg": "0:00.0", "frame-01.jpg": "1:15.2"}
+    assert views.keyframe_times({}) == {}

@@ -146,6 +146,14 @@ class Settings(BaseSettings):
         None,
         description="Map tile server URL template for the review UI; unset draws no outside map.",
     )
+    case_access: dict[str, list[str]] | None = Field(
+        None,
+        description=(
+            "Review UI: which cases each Airflow role may see, as JSON "
+            '({"lagos-team": ["case-lagos"], "Admin": ["*"]}). Unset: every role sees every '
+            "case. Set: a user sees the cases of their roles only, and nothing without one."
+        ),
+    )
     tsa_urls: list[str] = Field(
         default_factory=list,
         description="RFC 3161 time-stamp authorities (JSON list); none means tokens stay pending.",

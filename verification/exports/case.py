@@ -21,12 +21,15 @@ def export_case(
     redact: bool = False,
     organization: str | None = None,
     destination: str | None = None,
+    omit_other_cases: bool = False,
 ) -> Path:
     """Export ``case`` as ``fmt`` into a new file or directory under ``out_dir``; return its path.
 
     Every included item gets an ``export`` custody event (see the module docstring for when)
     naming ``destination`` (default: the written path). ``redact`` adds metadata-free working
-    copies to a BagIt package (``data/redacted/``).
+    copies to a BagIt package (``data/redacted/``). ``omit_other_cases`` leaves out other
+    cases' submitters, claims and notes from a report (not possible in a BagIt package: see
+    :mod:`verification.exports.scope`).
     """
     from verification.ledger.custody import timestamp
     from verification.pipeline.submission import check_case_id
@@ -36,6 +39,12 @@ def export_case(
         raise ExportError(msg)
     if redact and fmt != "bagit":
         msg = "redacted copies are part of a BagIt package: use --format bagit"
+        raise ExportError(msg)
+    if omit_other_cases and fmt == "bagit":
+        msg = (
+            "a BagIt package carries every custody event whole, so it cannot leave out other "
+            "cases' submissions: export an HTML or JSON report without them"
+        )
         raise ExportError(msg)
     check_case_id(case)
     analyst = analyst.strip()
@@ -47,4 +56,4 @@ def export_case(
     target = out_dir / f"{case}-{meta.created_at[:19].replace(':', '')}-{meta.id[:8]}"
     if fmt == "bagit":
         return export_bag(ctx, meta, target, redact)
-    return export_file(ctx, meta, target.with_suffix(f".{fmt}"))
+    return export_file(ctx, meta, target.with_suffix(f".{fmt}"), omit_other_cases=omit_other_cases)

@@ -67,6 +67,8 @@ class ItemContent:
     events: Sequence[Any]
     thumbnail: bytes | None
     other_cases: tuple[str, ...]
+    # Seqs of custody events whose detail is left out (other cases' submissions, when asked).
+    withheld: frozenset[int] = frozenset()
 
     @property
     def extension(self) -> str:
@@ -120,26 +122,34 @@ def case_items(engine: Any, case: str) -> list[str]:
         return list(session.scalars(query))
 
 
-def collect(ctx: Any, case: str) -> list[ItemContent]:
-    """Everything to export about ``case``'s items (raises :class:`ExportError` when empty)."""
+def collect(ctx: Any, case: str, *, omit_other_cases: bool = False) -> list[ItemContent]:
+    """Everything to export about ``case``'s items (raises :class:`ExportError` when empty).
+
+    ``omit_other_cases`` leaves out what other cases' submissions say (see
+    :mod:`verification.exports.scope`).
+    """
     shas = case_items(ctx.engine, case)
     if not shas:
         msg = f"case {case} has no items"
         raise ExportError(msg)
-    return [_item_content(ctx, case, sha) for sha in shas]
+    return [_item_content(ctx, case, sha, omit_other_cases) for sha in shas]
 
 
-def _item_content(ctx: Any, case: str, sha: str) -> ItemContent:
+def _item_content(ctx: Any, case: str, sha: str, omit_other_cases: bool = False) -> ItemContent:
+    from verification.exports.scope import withheld_events, withhold_other_cases
     from verification.pipeline.records import item_report
 
     report = item_report(ctx, sha)
+    events = ctx.ledger.events(sha)
     cases = {report["item"]["case_id"], *(s["case_id"] for s in report["submissions"])}
+    if not omit_other_cases:
+        return ItemContent(
+            sha, report, events, _thumbnail(ctx.store, sha), tuple(sorted(cases - {case}))
+        )
+    report = withhold_other_cases(report, case)
+    kept = [s["id"] for s in report["submissions"]]
     return ItemContent(
-        sha256=sha,
-        report=report,
-        events=ctx.ledger.events(sha),
-        thumbnail=_thumbnail(ctx.store, sha),
-        other_cases=tuple(sorted(cases - {case})),
+        sha, report, events, _thumbnail(ctx.store, sha), (), withheld_events(events, kept)
     )
 
 

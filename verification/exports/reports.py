@@ -24,6 +24,7 @@ from verification.exports.content import (
 from verification.exports.layout import (
     FORMAT_VERSION,
 )
+from verification.exports.scope import exported_event
 from verification.media.gps import gps_text
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,10 @@ log = logging.getLogger(__name__)
 # HTML and JSON reports
 
 
-def export_file(ctx: Any, meta: ExportMeta, target: Path) -> Path:
-    contents = collect(ctx, meta.case)
+def export_file(
+    ctx: Any, meta: ExportMeta, target: Path, *, omit_other_cases: bool = False
+) -> Path:
+    contents = collect(ctx, meta.case, omit_other_cases=omit_other_cases)
     if target.exists():
         msg = f"{target.name} already exists"
         raise ExportError(msg)
@@ -66,7 +69,10 @@ def export_document(ctx: Any, meta: ExportMeta, contents: Sequence[ItemContent])
         "export": meta.to_dict(),
         "public_keys": [{"key_id": k, "pem": v} for k, v in sorted(keys.items())],
         "checkpoint": checkpoint_entry(ctx, [c.sha256 for c in contents]),
-        "items": [{**item_entry(c), "custody": [e.to_dict() for e in c.events]} for c in contents],
+        "items": [
+            {**item_entry(c), "custody": [exported_event(e, c.withheld) for e in c.events]}
+            for c in contents
+        ],
     }
 
 
@@ -328,6 +334,8 @@ def _html_timeline(events: Sequence[Mapping[str, Any]]) -> str:
     for ev in events:
         people = [a.get("name") for a in ev.get("agents", [])[1:]]
         who = ", ".join(str(p) for p in people if p) or ev.get("agents", [{}])[0].get("name")
+        if (ev.get("detail") or {}).get("withheld"):
+            who = ev["detail"]["withheld"]
         rows.append(
             (
                 _e(ev.get("seq")),

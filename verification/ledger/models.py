@@ -78,7 +78,11 @@ class Submission(Base):
     """One arrival of an object under ``incoming/``: key, version, claims, and what became of it."""
 
     __tablename__ = "submissions"
-    __table_args__ = (UniqueConstraint("store_key", "etag", name="uq_submission_key_etag"),)
+    __table_args__ = (
+        UniqueConstraint("store_key", "etag", name="uq_submission_key_etag"),
+        # Case membership (migration 0005): an item belongs to every case it was submitted to.
+        Index("ix_submissions_case_item", "case_id", "item_sha256"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     store_key: Mapped[str] = mapped_column(String(1024))
@@ -92,6 +96,32 @@ class Submission(Base):
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     state: Mapped[str] = mapped_column(String(16), default="processed")
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class ItemReview(Base):
+    """Review state of an item as its custody chain's ``review`` events leave it (migration 0005).
+
+    A projection for filtering the queue in the database, rewritten from the chain in the same
+    transaction as each review event; the signed chain stays the source of truth.
+    """
+
+    __tablename__ = "item_reviews"
+    __table_args__ = (
+        Index("ix_item_reviews_decision", "decision", "item_sha256"),
+        Index("ix_item_reviews_assignee", "assignee", "item_sha256"),
+        Index("ix_item_reviews_disagree", "disagree", "item_sha256"),
+    )
+
+    item_sha256: Mapped[str] = mapped_column(ForeignKey("items.sha256"), primary_key=True)
+    decision: Mapped[str | None] = mapped_column(String(32))
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[str | None] = mapped_column(String(32))
+    decisions: Mapped[int] = mapped_column(Integer, default=0)
+    disagree: Mapped[bool] = mapped_column(Boolean, default=False)
+    assignee: Mapped[str | None] = mapped_column(String(200))
+    comments: Mapped[int] = mapped_column(Integer, default=0)
+    notes: Mapped[str] = mapped_column(Text, default="")
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Record(Base):

@@ -13,11 +13,12 @@ from verification.ledger.custody import CustodyEvent
 
 
 def decisions(events: Sequence[CustodyEvent]) -> list[dict[str, Any]]:
-    """The ``review`` events of a chain in order, as plain dicts (time, seq, decision, ...)."""
+    """The decisions among a chain's ``review`` events, in order, as plain dicts (time, seq,
+    decision, ...); comments and assignments (also ``review`` events) are not decisions."""
     return [
         {"time": e.time, "seq": e.seq, "uuid": e.uuid, **dict(e.detail)}
         for e in events
-        if e.type == "review"
+        if e.type == "review" and "decision" in e.detail
     ]
 
 

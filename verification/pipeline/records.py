@@ -116,7 +116,11 @@ def item_report(ctx: Any, sha: str) -> dict[str, Any]:
             "head": events[-1].hash if events else None,
             "verified": not failure,
             "problem": str(failure[0]) if failure else None,
-            "decisions": [{"time": e.time, **e.detail} for e in events if e.type == "review"],
+            "decisions": [
+                {"time": e.time, **e.detail}
+                for e in events
+                if e.type == "review" and "decision" in e.detail
+            ],
         },
     }
 

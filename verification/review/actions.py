@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 from verification.core.text import printable
 from verification.ledger.custody import CustodyEvent
 from verification.ledger.models import Item
-from verification.review.queries import ReviewError
+from verification.review.queries import ReviewError, required_text
+from verification.review.state import append_review
 
 if TYPE_CHECKING:
     from verification.pipeline import Context
@@ -46,15 +47,8 @@ def record_decision(ctx: Context, sha: str, decision: str, note: str, analyst: s
         raise ReviewError(msg)
     note = required_text(note, "note", MAX_NOTE)
     analyst = required_text(analyst, "analyst", 200)
-    _require_item(ctx.engine, sha)
-    event = ctx.ledger.append(
-        sha,
-        "review",
-        "success",
-        {"decision": decision, "note": note, "analyst": analyst},
-        step_key=f"review:{uuid.uuid4()}",
-        agents=[_person(analyst)],
-    )
+    detail = {"action": "decision", "decision": decision, "note": note, "analyst": analyst}
+    event = append_review(ctx, sha, detail, analyst)
     log.info(
         "decision %s on item %s by %s (event #%s)",
         printable(decision),
@@ -85,17 +79,6 @@ def record_access(ctx: Context, sha: str, analyst: str, purpose: str) -> Custody
         "original of item %s released to %s (event #%s)", sha[:12], printable(analyst), event.seq
     )
     return event
-
-
-def required_text(value: str, name: str, limit: int) -> str:
-    text = (value or "").strip()
-    if not text:
-        msg = f"{name} is required"
-        raise ReviewError(msg)
-    if len(text) > limit:
-        msg = f"{name} is longer than {limit} characters"
-        raise ReviewError(msg)
-    return text
 
 
 def _person(name: str) -> dict[str, str]:

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from verification.review.actions import required_text
-from verification.review.queries import ReviewError
+from verification.review.queries import ReviewError, required_text
 
 if TYPE_CHECKING:
     from verification.pipeline import Context
@@ -37,8 +36,18 @@ class Download:
     media_type: str
 
 
+OTHER_CASES = ("include", "omit")
+
+
 def export_download(
-    ctx: Context, case: str, fmt: str, out_dir: Path, analyst: str, *, redact: bool = False
+    ctx: Context,
+    case: str,
+    fmt: str,
+    out_dir: Path,
+    analyst: str,
+    *,
+    redact: bool = False,
+    other_cases: str = "",
 ) -> Download:
     """Export ``case`` with :func:`verification.exports.export_case` into ``out_dir`` as one file.
 
@@ -46,6 +55,10 @@ def export_download(
     :func:`zip_bag`). Custody ``export`` events are written by the exporter. Raises
     :class:`ReviewError` for a format or option the caller got wrong and KeyError for an
     unknown case, both before anything is written.
+
+    When the case's items were also submitted to other cases, ``other_cases`` must say whether
+    their submitters, claims and notes go with the export (``include``) or not (``omit``):
+    nobody hands them over without having been told.
     """
     from verification.exports import FORMATS, case_items, export_case
     from verification.pipeline.submission import SubmitError, check_case_id
@@ -63,12 +76,42 @@ def export_download(
         raise KeyError(case[:200]) from exc
     if not case_items(ctx.engine, case):
         raise KeyError(case[:200])
+    omit = _other_cases_choice(ctx, case, fmt, other_cases)
     path = export_case(
-        ctx, case, fmt, out_dir, analyst, redact=redact, destination=DOWNLOAD_DESTINATION
+        ctx,
+        case,
+        fmt,
+        out_dir,
+        analyst,
+        redact=redact,
+        destination=DOWNLOAD_DESTINATION,
+        omit_other_cases=omit,
     )
     if fmt == "bagit":
         path = zip_bag(path, path.with_name(f"{path.name}.zip"))
     return Download(path, path.name, EXPORT_MEDIA_TYPES[fmt])
+
+
+def _other_cases_choice(ctx: Context, case: str, fmt: str, choice: str) -> bool:
+    """True to leave other cases out; refuses a missing or impossible choice."""
+    from verification.review.glance import exposure
+
+    if choice and choice not in OTHER_CASES:
+        msg = f"other_cases must be one of {', '.join(OTHER_CASES)}"
+        raise ReviewError(msg)
+    if not choice and exposure(ctx.engine, case).any:
+        msg = (
+            "this export would include other cases' submitters, claims and notes: "
+            "choose to include them or leave them out"
+        )
+        raise ReviewError(msg)
+    if choice == "omit" and fmt == "bagit":
+        msg = (
+            "a BagIt package keeps every custody event whole, so it cannot leave out other "
+            "cases' submissions: export an HTML or JSON report without them"
+        )
+        raise ReviewError(msg)
+    return choice == "omit"
 
 
 def zip_bag(bag: Path, dest: Path) -> Path:

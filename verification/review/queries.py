@@ -9,14 +9,30 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, Select, and_, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Select,
+    and_,
+    false,
+    func,
+    select,
+    true,
+)
 from sqlalchemy.orm import Session
 
-from verification.ledger.models import Item, ItemFinding, Submission
+from verification.ledger.models import Item, ItemFinding, ItemReview, Submission
+from verification.review.filters import (
+    in_case,
+    in_cases,
+    review_conditions,
+    search_condition,
+    submitted_where,
+)
 
 if TYPE_CHECKING:
     pass
@@ -36,10 +52,39 @@ SORTS: Mapping[str, tuple[Any, bool]] = {
     "case": (Item.case_id, False),
 }
 DEFAULT_SORT = "-first_seen"
+# What the sort menu says for each sort name (the names stay in URLs).
+SORT_LABELS: Mapping[str, str] = {
+    "-first_seen": "Newest first",
+    "first_seen": "Oldest first",
+    "-capture_time": "Capture time, latest first",
+    "capture_time": "Capture time, earliest first",
+    "status": "Status (A to Z)",
+    "case": "Case of first submission (A to Z)",
+}
+# Review-state filters: no decision yet, a decision in force, analysts' decisions differ.
+REVIEW_FILTERS: Mapping[str, str] = {
+    "undecided": "Undecided",
+    "decided": "Decided",
+    "disagree": "Disputed (analysts disagree)",
+}
+MAX_LISTED_MATCHES = 5000
+MAX_SEARCH = 200
 
 
 class ReviewError(ValueError):
     """A decision, access or query the caller asked for cannot be made as asked."""
+
+
+def required_text(value: str, name: str, limit: int) -> str:
+    """``value`` stripped; ReviewError when empty or longer than ``limit``."""
+    text = (value or "").strip()
+    if not text:
+        msg = f"{name} is required"
+        raise ReviewError(msg)
+    if len(text) > limit:
+        msg = f"{name} is longer than {limit} characters"
+        raise ReviewError(msg)
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +100,11 @@ class QueueFilters:
     submitter: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    review: str | None = None
+    assignee: str | None = None
+    search: str | None = None
+    # The cases the reviewer may see (per-case access); None: every case.
+    cases: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +120,9 @@ class QueueRow:
     first_seen: datetime
     capture_time: str | None
     findings: tuple[tuple[str, str], ...] = ()
+    decision: str | None = None
+    disagree: bool = False
+    assignee: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +159,8 @@ class CaseSummary:
     by_status: Mapping[str, int] = field(default_factory=dict)
     by_finding: Mapping[str, int] = field(default_factory=dict)
     severities: Mapping[str, str] = field(default_factory=dict)
+    reviewed: int = 0
+    shared: int = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,19 +186,71 @@ def queue(
         msg = f"page must be >= 1 and page_size between 1 and {MAX_PAGE_SIZE}"
         raise ReviewError(msg)
     filters = filters or QueueFilters()
+    _check_filters(filters)
     with Session(engine) as session:
-        total = session.scalar(_filtered(select(func.count()).select_from(Item), filters)) or 0
+        found = _resolved(session, filters)
+        total = _count(session, filters, found)
+        # Past the last page: show the last page (a stale link must not say "page 99 of 1").
+        page = min(page, max(1, -(-int(total) // page_size)))
         # Page the keys first (index-only), then load those rows: deep pages stay cheap.
-        keys = _ordered(_filtered(select(Item.sha256), filters), sort)
+        keys = _ordered(_filtered(select(Item.sha256), filters, found), sort)
         shas = list(session.scalars(keys.limit(page_size).offset((page - 1) * page_size)))
         loaded = {i.sha256: i for i in session.scalars(select(Item).where(Item.sha256.in_(shas)))}
         items = [loaded[sha] for sha in shas]
         codes = _finding_codes(session, shas)
-    rows = tuple(_row(item, codes.get(item.sha256, ())) for item in items)
+        reviews = {
+            r.item_sha256: r
+            for r in session.scalars(select(ItemReview).where(ItemReview.item_sha256.in_(shas)))
+        }
+    rows = tuple(_row(item, codes.get(item.sha256, ()), reviews.get(item.sha256)) for item in items)
     return Page(rows, page, page_size, int(total))
 
 
-def _filtered(query: Select[Any], filters: QueueFilters) -> Select[Any]:
+def _count(session: Session, filters: QueueFilters, found: list[ColumnElement[bool]]) -> int:
+    """Matching items. "Undecided" is counted as all minus decided: most items are undecided,
+    and probing each of them against the decided ones costs far more than counting those."""
+    count = select(func.count()).select_from(Item)
+    if filters.review != "undecided":
+        return int(session.scalar(_filtered(count, filters, found)) or 0)
+    everything = session.scalar(_filtered(count, replace(filters, review=None), found)) or 0
+    decided = session.scalar(_filtered(count, replace(filters, review="decided"), found)) or 0
+    return int(everything) - int(decided)
+
+
+def _check_filters(filters: QueueFilters) -> None:
+    if filters.review and filters.review not in REVIEW_FILTERS:
+        msg = f"review must be one of {', '.join(REVIEW_FILTERS)}"
+        raise ReviewError(msg)
+    if filters.search and len(filters.search) > MAX_SEARCH:
+        msg = f"search is longer than {MAX_SEARCH} characters"
+        raise ReviewError(msg)
+
+
+def _resolved(session: Session, filters: QueueFilters) -> list[ColumnElement[bool]]:
+    """Search and submitter filters as conditions, their matching keys looked up once (the
+    count and the page would each scan the submissions again), or the subquery itself when
+    it matches very many items."""
+    conditions = []
+    if filters.search:
+        conditions.append(search_condition(filters.search))
+    if filters.submitter is not None:
+        needle = filters.submitter.strip().lower()
+        by = func.lower(Submission.submitter).contains(needle, autoescape=True)
+        conditions.append(Item.sha256.in_(submitted_where(by)) if needle else false())
+    resolved = []
+    for condition in conditions:
+        query = select(Item.sha256).where(condition).limit(MAX_LISTED_MATCHES + 1)
+        keys = list(session.scalars(query))
+        resolved.append(Item.sha256.in_(keys) if len(keys) <= MAX_LISTED_MATCHES else condition)
+    return resolved
+
+
+def _filtered(
+    query: Select[Any], filters: QueueFilters, resolved: list[ColumnElement[bool]] | None = None
+) -> Select[Any]:
+    query = query.where(*review_conditions(filters.review, filters.assignee), *(resolved or []))
+    if filters.cases is not None:
+        query = query.where(in_cases(filters.cases))
     if filters.finding:
         # A join, not IN/EXISTS: (item, code) is the primary key, so it never duplicates rows,
         # and it lets the planner start from whichever side is more selective.
@@ -152,11 +259,9 @@ def _filtered(query: Select[Any], filters: QueueFilters) -> Select[Any]:
             and_(ItemFinding.item_sha256 == Item.sha256, ItemFinding.code == filters.finding),
         )
     if filters.case:
-        query = query.where(Item.case_id == filters.case)
+        query = query.where(in_case(filters.case))
     if filters.status:
         query = query.where(Item.status == filters.status)
-    if filters.submitter:
-        query = query.where(Item.submitter == filters.submitter)
     if filters.since:
         query = query.where(Item.first_seen >= _utc(filters.since))
     if filters.until:
@@ -185,7 +290,7 @@ def _finding_codes(session: Session, shas: list[str]) -> dict[str, tuple[tuple[s
     return {sha: tuple(pairs) for sha, pairs in found.items()}
 
 
-def _row(item: Item, findings: tuple[tuple[str, str], ...]) -> QueueRow:
+def _row(item: Item, findings: tuple[tuple[str, str], ...], review: ItemReview | None) -> QueueRow:
     return QueueRow(
         sha256=item.sha256,
         case_id=item.case_id,
@@ -196,6 +301,9 @@ def _row(item: Item, findings: tuple[tuple[str, str], ...]) -> QueueRow:
         first_seen=item.first_seen.replace(tzinfo=item.first_seen.tzinfo or UTC),
         capture_time=item.capture_time,
         findings=findings,
+        decision=review.decision if review else None,
+        disagree=bool(review and review.disagree),
+        assignee=review.assignee if review else None,
     )
 
 
@@ -210,10 +318,17 @@ def _utc(moment: datetime) -> datetime:
 # Choices for the filter form, case summaries and exports
 
 
-def cases(engine: Engine) -> list[str]:
-    """Every case id, sorted."""
+def cases(engine: Engine, visible: frozenset[str] | None = None) -> list[str]:
+    """Every case some item was submitted to (of ``visible`` ones, when given), sorted."""
     with Session(engine) as session:
-        return list(session.scalars(select(Item.case_id).distinct().order_by(Item.case_id)))
+        query = (
+            select(Submission.case_id)
+            .where(Submission.item_sha256.is_not(None))
+            .where(Submission.case_id.in_(visible) if visible is not None else true())
+            .distinct()
+            .order_by(Submission.case_id)
+        )
+        return list(session.scalars(query))
 
 
 def finding_codes(engine: Engine) -> list[str]:
@@ -224,12 +339,14 @@ def finding_codes(engine: Engine) -> list[str]:
 
 
 def case_summary(engine: Engine, case: str) -> CaseSummary:
-    """Counts of ``case``'s items per status and per finding code; raises KeyError if unknown."""
+    """Counts of ``case``'s items (every item submitted to it) per status and finding code,
+    how many have a decision in force, and how many were also submitted to other cases;
+    raises KeyError if unknown."""
     with Session(engine) as session:
         by_status = dict(
             session.execute(
                 select(Item.status, func.count())
-                .where(Item.case_id == case)
+                .where(in_case(case))
                 .group_by(Item.status)
                 .order_by(Item.status)
             ).all()
@@ -240,16 +357,38 @@ def case_summary(engine: Engine, case: str) -> CaseSummary:
         rows = session.execute(
             select(ItemFinding.code, ItemFinding.severity, func.count())
             .join(Item, Item.sha256 == ItemFinding.item_sha256)
-            .where(Item.case_id == case)
+            .where(in_case(case))
             .group_by(ItemFinding.code, ItemFinding.severity)
             .order_by(ItemFinding.code)
         ).all()
+        reviewed = session.scalar(
+            select(func.count())
+            .select_from(ItemReview)
+            .join(Item, Item.sha256 == ItemReview.item_sha256)
+            .where(in_case(case), ItemReview.decision.is_not(None))
+        )
+        shared = session.scalar(
+            select(func.count(func.distinct(Submission.item_sha256))).where(
+                Submission.case_id != case,
+                Submission.item_sha256.in_(
+                    select(Submission.item_sha256).where(Submission.case_id == case)
+                ),
+            )
+        )
     by_finding: dict[str, int] = {}
     severities: dict[str, str] = {}
     for code, severity, count in rows:
         by_finding[code] = by_finding.get(code, 0) + count
         severities[code] = severity
-    return CaseSummary(case, sum(by_status.values()), by_status, by_finding, severities)
+    return CaseSummary(
+        case,
+        sum(by_status.values()),
+        by_status,
+        by_finding,
+        severities,
+        reviewed=int(reviewed or 0),
+        shared=int(shared or 0),
+    )
 
 
 # Submission states that mean the pipeline could not process a file (a retry clears them).
@@ -276,12 +415,20 @@ class Problems:
     rows: tuple[Problem, ...]
 
 
-def intake_problems(engine: Engine, case: str | None = None, limit: int = 100) -> Problems:
-    """Submissions whose latest attempt failed (or was rejected), newest first.
+def intake_problems(
+    engine: Engine,
+    case: str | None = None,
+    limit: int = 100,
+    visible: frozenset[str] | None = None,
+) -> Problems:
+    """Submissions whose latest attempt failed (or was rejected), newest first (of ``visible``
+    cases only, when given).
 
     A later successful attempt marks the failed one ``retried``, which clears it from here.
     """
-    where = Submission.state.in_(PROBLEM_STATES)
+    where: ColumnElement[bool] = Submission.state.in_(PROBLEM_STATES)
+    if visible is not None:
+        where = and_(where, Submission.case_id.in_(visible))
     with Session(engine) as session:
         by_case = dict(
             session.execute(
