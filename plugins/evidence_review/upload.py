@@ -17,12 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
+from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from evidence_review import security
+from evidence_review.rendering import scope_of
 from verification import review
 from verification.core.claims import InvalidClaim
 from verification.pipeline import Context, uploads
@@ -67,9 +69,11 @@ class _Pages:
 
     # -- pages ---------------------------------------------------------------------------------
 
-    def page(self, request: Request) -> HTMLResponse:
-        """The form: files, case, submitter, claimed place and time, source, note."""
+    def page(self, request: Request, user: GetUserDep) -> HTMLResponse:
+        """The form: files, case, submitter, claimed place and time, source, note. The cases
+        offered are those the user may see (setting ``case_access``)."""
         ctx = self._ctx(request)
+        scope = scope_of(request, user)
         origin, problem = None, None
         try:
             origin = browser_origin(s3_of(ctx.store), ctx.settings.s3_public_url)
@@ -78,9 +82,10 @@ class _Pages:
         response = self._render(
             request,
             "submit.html",
-            cases=review.cases(ctx.engine),
+            cases=review.cases(ctx.engine) if scope.cases is None else sorted(scope.cases),
             csrf=security.csrf_token(request, self._secret(request)),
             problem=problem,
+            restricted=not scope.unrestricted,
             part_size=uploads.PART_SIZE,
             land=populated_land(),
         )
@@ -95,10 +100,12 @@ class _Pages:
         body = (STATIC / name).read_bytes()
         return Response(body, media_type="text/javascript; charset=utf-8")
 
-    def receipt_page(self, request: Request, reference: REFERENCE) -> HTMLResponse:
+    def receipt_page(
+        self, request: Request, reference: REFERENCE, user: GetUserDep
+    ) -> HTMLResponse:
         """A receipt to print, with each file's first custody event once it is ingested."""
         ctx = self._ctx(request)
-        receipt = self._load(ctx, reference)
+        receipt = self._load(ctx, reference, request, user)
         return self._render(
             request,
             "receipt.html",
@@ -107,9 +114,9 @@ class _Pages:
             receipt_json=json.dumps(receipt, indent=2, sort_keys=True, ensure_ascii=False),
         )
 
-    def receipt_json(self, request: Request, reference: REFERENCE) -> Response:
+    def receipt_json(self, request: Request, reference: REFERENCE, user: GetUserDep) -> Response:
         """The receipt as the JSON file the investigator keeps."""
-        receipt = self._load(self._ctx(request), reference)
+        receipt = self._load(self._ctx(request), reference, request, user)
         body = json.dumps(receipt, indent=2, sort_keys=True, ensure_ascii=False)
         return Response(
             body,
@@ -128,22 +135,24 @@ class _Pages:
         if not hmac.compare_digest(sent, expected):
             raise HTTPException(status.HTTP_403_FORBIDDEN, "Missing or stale form token; reload")
 
-    async def start(self, request: Request) -> Response:
+    async def start(self, request: Request, user: GetUserDep) -> Response:
         """Check the claims (as ``evidence submit`` does) and give the submission its reference."""
         body = await _json(request)
+        allowed = scope_of(request, user).allows
         return await _answer(
-            lambda: {"reference": uploads.new_reference(), **_claims(body).to_dict()}
+            lambda: {"reference": uploads.new_reference(), **_claims(body, allowed).to_dict()}
         )
 
-    async def file(self, request: Request) -> Response:
+    async def file(self, request: Request, user: GetUserDep) -> Response:
         """Plan one file: its key and the signed PUT, or an open multipart upload."""
         body = await _json(request)
         ctx, secret = self._ctx(request), self._secret(request)
+        allowed = scope_of(request, user).allows
         return await _answer(
             lambda: uploads.plan_upload(
                 ctx.store,
                 secret,
-                _claims(body),
+                _claims(body, allowed),
                 str(body.get("reference")),
                 body.get("file") or {},
                 public_url=ctx.settings.s3_public_url,
@@ -208,11 +217,15 @@ class _Pages:
 
         return await _answer(issue)
 
-    def _load(self, ctx: Context, reference: str) -> dict[str, Any]:
+    def _load(self, ctx: Context, reference: str, request: Request, user: Any) -> dict[str, Any]:
+        """The receipt, or 404 when there is none or its case is not the user's to see."""
         try:
-            return uploads.load_receipt(ctx.store, reference)
+            receipt = uploads.load_receipt(ctx.store, reference)
         except (ObjectNotFound, SubmitError) as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "No such receipt") from exc
+        if not scope_of(request, user).allows(receipt.get("case")):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "No such receipt")
+        return receipt
 
 
 @functools.cache
@@ -246,9 +259,14 @@ def populated_land(step: float = 1.5) -> str:
     return "".join(runs)
 
 
-def _claims(body: dict[str, Any]) -> Any:
+def _claims(body: dict[str, Any], allowed: Callable[[str | None], bool]) -> Any:
+    """The submission's claims, checked as ``evidence submit`` checks them; a case outside the
+    user's access (setting ``case_access``) is refused like any other invalid claim."""
     fields = ("case", "submitter", "location", "time", "source_url", "note")
-    return uploads.claims_from_form(**{name: str(body.get(name) or "") for name in fields})
+    claims = uploads.claims_from_form(**{name: str(body.get(name) or "") for name in fields})
+    if not allowed(claims.case_id):
+        raise SubmitError(f"case {claims.case_id!r} is not one of the cases you may submit to")
+    return claims
 
 
 async def _json(request: Request) -> dict[str, Any]:

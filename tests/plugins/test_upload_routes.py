@@ -332,3 +332,68 @@ def test_public_url_signs_for_the_host_browsers_reach(
             == 200
         )
     ctx.engine.dispose()
+
+
+def test_case_access_limits_what_a_user_may_submit_to_and_read(
+    airflow_home: dict[str, str], tokens: dict[str, str], tmp_path: Path, s3_server: str
+) -> None:
+    """With ``case_access`` set, the analyst (role "user", mapped to case-lagos) is offered and
+    may submit to case-lagos only; another case is refused with a one-line error, and a receipt
+    of another case's submission is not found for them while the admin reads it."""
+    from evidence_review.app import build_app
+    from fastapi.testclient import TestClient
+
+    settings = make_settings(
+        tmp_path / "home",
+        store="s3",
+        s3_bucket=f"up-{uuid.uuid4().hex[:12]}",
+        s3_endpoint_url=s3_server,
+        s3_region="us-east-1",
+        case_access={"user": ["case-lagos"], "Admin": ["*"]},
+    )
+    ctx = init_context(settings)
+    assert isinstance(ctx.store, S3Store)
+    ctx.store.ensure_bucket(versioning=True)
+    clients = {}
+    try:
+        for user in ("analyst", "admin"):
+            test_client = TestClient(build_app(lambda: ctx), follow_redirects=False)
+            test_client.cookies.set("_token", tokens[user])
+            page = test_client.get("/submit")
+            assert page.status_code == 200, page.text
+            match = CSRF.search(page.text)
+            assert match
+            test_client.headers.update({"Origin": ORIGIN, "x-csrf-token": match.group(1)})
+            clients[user] = (test_client, page.text)
+        analyst, page = clients["analyst"]
+        assert "You may submit to these cases only: case-lagos" in page
+        admin, admin_page = clients["admin"]
+        assert 'id="case-scope"' not in admin_page
+
+        refused = analyst.post("/submit/api/start", json=CLAIMS)
+        assert refused.status_code == 400
+        assert refused.json() == {
+            "error": "case 'case-up' is not one of the cases you may submit to"
+        }
+        file = {"name": "a.jpg", "size": 3, "sha256": "0" * 64}
+        planned = analyst.post("/submit/api/file", json={**CLAIMS, "reference": "x", "file": file})
+        assert planned.status_code == 400 and _keys(ctx) == []
+        assert _start(analyst, case="case-lagos").startswith("EV-")
+
+        reference = _start(admin)
+        image = photo(2)
+        plan = _plan(admin, reference, "p.jpg", image)
+        put = requests.put(
+            plan["put"]["url"], data=image, headers=plan["put"]["headers"], timeout=30
+        )
+        assert put.status_code == 200, put.text
+        assert admin.post("/submit/api/complete", json={"token": plan["token"]}).status_code == 200
+        receipt = admin.post("/submit/api/receipt", json={"tokens": [plan["token"]]})
+        assert receipt.status_code == 200, receipt.text
+        assert admin.get(f"/submit/receipt/{reference}").status_code == 200
+        assert analyst.get(f"/submit/receipt/{reference}").status_code == 404
+        assert analyst.get(f"/submit/receipt/{reference}.json").status_code == 404
+    finally:
+        for test_client, _ in clients.values():
+            test_client.close()
+        ctx.engine.dispose()
