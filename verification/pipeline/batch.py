@@ -39,7 +39,7 @@ from verification.core.config import Settings
 from verification.core.text import printable
 from verification.ledger.models import Submission
 from verification.pipeline.context import Context
-from verification.pipeline.dedupe import CollectionIndex
+from verification.pipeline.dedupe import CollectionIndex, batch_index
 from verification.pipeline.layout import INCOMING, SIDECAR_SUFFIX
 from verification.pipeline.model import (
     FAILED,
@@ -155,7 +155,7 @@ def process_batch(
     workers = max(1, min(workers or ctx.settings.workers, len(keys)))
     order = {key: i for i, key in enumerate(keys)}
     outcomes: list[Outcome] = []
-    index = CollectionIndex(ctx.engine)  # the collection's hashes, read once for the batch
+    index = batch_index(ctx)  # the collection's hashes, read once for the batch
     try:
         with (
             analysis_pool(ctx.settings, workers, keys) as pool,
@@ -176,8 +176,18 @@ def process_batch(
         done = {o.key for o in outcomes}
         _record_unanalysed(ctx, [k for k in keys if k not in done], exc)
         raise
+    _save_index(index)
     final = [_as_recorded_now(ctx, outcome) for outcome in outcomes]
     return sorted(final, key=lambda o: order.get(o.key, len(order)))
+
+
+def _save_index(index: CollectionIndex) -> None:
+    """Keep the batch's index for the next batch; a cache that cannot be written costs only
+    the next batch a full read, so it is logged, not raised."""
+    try:
+        index.save()
+    except (OSError, SQLAlchemyError) as exc:
+        log.warning("could not save the duplicate index snapshot: %s", reason(exc))
 
 
 def _record_unanalysed(ctx: Context, keys: Sequence[str], exc: WorkersUnavailable) -> None:
