@@ -5,8 +5,10 @@ Each generated item gets what a recorded photo leaves in the ledger, in bulk ins
 ``items`` row, one processed ``submissions`` row under ``incoming/<case>/``, a small record, one
 PDQ hash of quality 90 (random bits: unrelated to every real photo, as a large collection mostly
 is), its ``perceptual_log`` row and three custody events. With ``--incoming`` each submission also
-gets a (one-byte) object under ``incoming/`` in the local store, so the listing sees a
-collection-sized ``incoming/`` as it would after N uploads.
+gets a (one-byte) object under ``incoming/`` in the local store, last modified in 2020, so the
+listing sees a collection-sized ``incoming/`` as it would after N uploads. Then it leaves what
+earlier runs would have left: a listing cursor for ``incoming/`` and the duplicate index
+snapshot (``cache/duplicate-index.npz``).
 
 The generated custody events are placeholders: their hashes and signatures are not real, so
 ``evidence custody verify`` reports them. This is a benchmark ledger, never an evidence one.
@@ -184,9 +186,32 @@ def populate(home: Path, items: int, *, incoming: bool = False, seed: int = 7) -
                     conn.execute(insert(tables[name]), rows)
         if incoming:
             _incoming(ctx.settings.resolved_store_path, first, items)
+        _steady_state(ctx)
     finally:
         ctx.engine.dispose()
     return time.perf_counter() - began
+
+
+def _steady_state(ctx: Any) -> None:
+    """What earlier runs over such a collection leave behind: a listing cursor for
+    ``incoming/`` (now) and the duplicate index snapshot, as after the last batch."""
+    from sqlalchemy.orm import Session
+
+    from verification.ledger.models import ListingCursor, utcnow
+    from verification.pipeline.dedupe import batch_index
+
+    now = utcnow()
+    with Session(ctx.engine) as session, session.begin():
+        cursor = session.get(ListingCursor, "incoming/")
+        if cursor is None:
+            session.add(
+                ListingCursor(prefix="incoming/", listed_from=now, full_at=now, updated_at=now)
+            )
+        else:
+            cursor.listed_from = cursor.full_at = cursor.updated_at = now
+    index = batch_index(ctx)
+    index.refresh()
+    index.save()
 
 
 def _incoming(root: Path, first: int, count: int) -> None:
