@@ -5,7 +5,8 @@ Each generated item gets what a recorded photo leaves in the ledger, in bulk ins
 ``items`` row, one processed ``submissions`` row under ``incoming/<case>/``, a small record, one
 PDQ hash of quality 90 (random bits: unrelated to every real photo, as a large collection mostly
 is), its ``perceptual_log`` row and three custody events. With ``--incoming`` each submission also
-gets a (one-byte) object under ``incoming/`` in the local store, last modified in 2020, so the
+gets a (one-byte) object under ``incoming/`` in the local store, last modified in 2020 (when it
+was received), so the
 listing sees a collection-sized ``incoming/`` as it would after N uploads. Then it leaves what
 earlier runs would have left: a listing cursor for ``incoming/`` and the duplicate index
 snapshot (``cache/duplicate-index.npz``).
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import sys
 import time
@@ -72,8 +72,15 @@ def _rows(first: int, count: int, seed: int) -> Iterator[dict[str, list[dict[str
 
 
 def etag_of(number: int) -> str:
-    """The ETag (MD5) of generated submission ``number``'s one-byte object."""
-    return hashlib.md5(_content(number), usedforsecurity=False).hexdigest()
+    """The ETag the local store gives generated submission ``number``'s one-byte object (a file
+    without a metadata file: size and mtime)."""
+    return f"1-{_stamp(number):x}"
+
+
+def _stamp(number: int) -> int:
+    """Generated submission ``number``'s time, in ns since the epoch (one second apart)."""
+    seen = datetime(2020, 1, 1, tzinfo=UTC) + timedelta(seconds=number)
+    return int(seen.timestamp()) * 1_000_000_000
 
 
 def _content(number: int) -> bytes:
@@ -85,7 +92,7 @@ def _item(sha: str, number: int, seen: datetime) -> dict[str, Any]:
         "sha256": sha,
         "size": 1,
         "sha1": "0" * 40,
-        "md5": etag_of(number),
+        "md5": hashlib.md5(_content(number), usedforsecurity=False).hexdigest(),
         "format": "jpeg",
         "mime": "image/jpeg",
         "kind": "image",
@@ -215,26 +222,14 @@ def _steady_state(ctx: Any) -> None:
 
 
 def _incoming(root: Path, first: int, count: int) -> None:
-    """One-byte objects (with the local store's metadata file) for the generated submissions."""
+    """One-byte objects for the generated submissions, last modified when they were received
+    (no metadata files: the local store then derives the ETag from size and mtime)."""
     objects = root / "objects" / "incoming" / CASE
-    meta = root / "meta" / "incoming" / CASE
     objects.mkdir(parents=True, exist_ok=True)
-    meta.mkdir(parents=True, exist_ok=True)
     for number in range(first, first + count):
-        name = f"g{number:08d}.jpg"
-        path = objects / name
+        path = objects / f"g{number:08d}.jpg"
         path.write_bytes(_content(number))
-        seen = datetime(2020, 1, 1, tzinfo=UTC) + timedelta(seconds=number)
-        stamp = int(seen.timestamp()) * 1_000_000_000
-        os.utime(path, ns=(stamp, stamp))  # the store's LastModified: the submission's received_at
-        sidecar = {
-            "sha256": hashlib.sha256(_content(number)).hexdigest(),
-            "etag": etag_of(number),
-            "size": 1,
-            "mtime_ns": stamp,
-            "metadata": {},
-        }
-        (meta / f"{name}.json").write_text(json.dumps(sidecar))
+        os.utime(path, ns=(_stamp(number), _stamp(number)))
 
 
 def main(argv: list[str] | None = None) -> int:
