@@ -6,7 +6,7 @@ Each generated item gets what a recorded photo leaves in the ledger, in bulk ins
 PDQ hash of quality 90 (random bits: unrelated to every real photo, as a large collection mostly
 is), its ``perceptual_log`` row and three custody events. With ``--incoming`` each submission also
 gets a (one-byte) object under ``incoming/`` in the local store, last modified in 2020 (when it
-was received), so the
+was received; its directory too, as a case nobody has added to since), so the
 listing sees a collection-sized ``incoming/`` as it would after N uploads. Then it leaves what
 earlier runs would have left: a listing cursor for ``incoming/`` and the duplicate index
 snapshot (``cache/duplicate-index.npz``).
@@ -230,6 +230,8 @@ def _incoming(root: Path, first: int, count: int) -> None:
         path = objects / f"g{number:08d}.jpg"
         path.write_bytes(_content(number))
         os.utime(path, ns=(_stamp(number), _stamp(number)))
+    last = _stamp(first + count - 1)
+    os.utime(objects, ns=(last, last))  # a case nobody has added to since its last upload
 
 
 def main(argv: list[str] | None = None) -> int:
