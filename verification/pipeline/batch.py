@@ -194,16 +194,17 @@ def _recorded(ctx: Context, keys: Sequence[str]) -> tuple[set[tuple[str, str]], 
     stored = sorted({stored_key(key) for key in keys})
     with Session(ctx.engine) as session:
         for start in range(0, len(stored), 500):
+            # By key alone, so the (store_key, etag) index answers: with a condition on state
+            # as well, SQLite may pick the state index and read every processed submission.
             rows = session.execute(
                 select(Submission.store_key, Submission.etag, Submission.state).where(
-                    Submission.store_key.in_(stored[start : start + 500]),
-                    Submission.state.in_(("processed", REJECTED, FAILED)),
+                    Submission.store_key.in_(stored[start : start + 500])
                 )
             )
             for key, etag, state in rows:
                 if state == FAILED:
                     failed.add(key)
-                else:
+                elif state in ("processed", REJECTED):
                     done.add((key, etag))
     return done, failed
 
