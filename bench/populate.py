@@ -17,8 +17,8 @@ The generated custody events are placeholders: their hashes and signatures are n
     .venv/bin/python -m bench.populate HOME --items 100000 [--incoming] [--seed 7]
 
 ``HOME`` must be initialised (``evidence init``); the items are added to what it holds.
-Rough cost on the 2-core machine: 100,000 items in about 25 s (SQLite), plus ~20 s with
-``--incoming``.
+Cost on the shared 2-core machine (SQLite, ``--incoming``): 10,000 items in about 10 s,
+100,000 in about 50 s; a million in roughly ten times that.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ last, so the spread of its runs shows the noise of the shared machine.
 
     .venv/bin/python -m bench.scale_bench [--sizes 0,10000,100000] [--count 50] [--size 1600x1200]
 
-1,000,000 items take about 4 minutes to generate (``--sizes 0,1000000``).
+1,000,000 items take roughly ten minutes to generate here, and each repeat copies the home
+(``--sizes 0,1000000 --repeat 1``).
 """
 
 from __future__ import annotations
