@@ -179,3 +179,13 @@ def test_saved_file_holds_identity_and_rows(tmp_path: Path) -> None:
     loaded = load_snapshot(tmp_path / "s.npz")
     assert loaded is not None
     assert loaded[1] == {"watermark": 4} and loaded[0].item_ids == ("a",)
+
+
+def test_malformed_stored_hash_is_named_not_misread(tmp_path: Path) -> None:
+    """A stored hash of the wrong length stops the read with an error, instead of shifting every
+    hash after it."""
+    engine = _ledger(tmp_path / "ledger.db")
+    _store(engine, "a", _hash(1)[:31])
+    with pytest.raises(ValueError, match="32 bytes"):
+        CollectionIndex(engine).refresh()
+    engine.dispose()

@@ -195,11 +195,11 @@ def _add_rows(index: PDQIndex, rows: Sequence[Any]) -> None:
     if not rows:
         return
     items, hashes, frames = zip(*rows, strict=True)
-    raw = b"".join(hashes)
-    if len(raw) != PDQ_BYTES * len(rows):
+    if any(len(h) != PDQ_BYTES for h in hashes):
         index.add_many(rows)
         return
-    index.add_packed(items, np.frombuffer(raw, dtype=np.uint8).reshape(-1, PDQ_BYTES), frames)
+    raw = np.frombuffer(b"".join(hashes), dtype=np.uint8).reshape(-1, PDQ_BYTES)
+    index.add_packed(items, raw, frames)
 
 
 def _log_item(session: Session, log_id: int) -> str | None:
