@@ -1,4 +1,5 @@
-"""Run the benchmarks: `python -m bench` (all) or `python -m bench media memory dedup compression queue airflow conformance upload`.
+"""Run the benchmarks: `python -m bench` (the intake figures: speed, scale), `python -m bench all`,
+or by name: `python -m bench speed scale media memory dedup compression queue e2e airflow conformance upload`.
 
 Each benchmark prints its own figures and the ratios against its anchors (sha256sum, exiftool,
 `evidence ingest`). Figures depend on the machine and its load: compare runs on the same machine.
@@ -11,6 +12,15 @@ import importlib.util
 import sys
 
 BENCHMARKS = {
+    "speed": (
+        "bench.intake_speed",
+        "`evidence ingest` (SQLite and PostgreSQL) vs sha256sum + exiftool and a minimal "
+        "reference on the same photos; time and process-tree memory",
+    ),
+    "scale": (
+        "bench.scale_bench",
+        "per-photo intake of 50 new photos into generated collections of 0, 10k and 100k items",
+    ),
     "media": (
         "bench.media_bench",
         "photo/video analysis vs sha256sum + exiftool, and vs the decode floor",
@@ -46,6 +56,11 @@ BENCHMARKS = {
 }
 
 
+# What `make bench` runs: the intake figures, in a few minutes. `python -m bench all` runs every
+# benchmark (the Airflow stack and the 1M-hash ones take much longer).
+DEFAULT = ("speed", "scale")
+
+
 def main(argv: list[str]) -> int:
     """Run the named benchmarks (all when none are named)."""
     if any(a in ("-h", "--help") for a in argv):
@@ -53,7 +68,7 @@ def main(argv: list[str]) -> int:
         for name, (_, what) in BENCHMARKS.items():
             print(f"  {name:<12} {what}")
         return 0
-    names = argv or list(BENCHMARKS)
+    names = list(BENCHMARKS) if argv == ["all"] else argv or list(DEFAULT)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")

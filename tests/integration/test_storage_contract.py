@@ -155,6 +155,21 @@ def test_list_reports_size_and_same_etag_as_head(store: ObjectStore) -> None:
     assert listed.metadata == {}
 
 
+def test_list_modified_since_leaves_out_older_objects(store: ObjectStore) -> None:
+    """With ``modified_since``, objects last modified before that time are not listed."""
+    store.put("incoming/c/a.jpg", io.BytesIO(b"a"))
+    [listed] = store.list("incoming/")
+    before = listed.last_modified - timedelta(seconds=5)
+    after = listed.last_modified + timedelta(seconds=5)
+    assert _keys_since(store, before) == ["incoming/c/a.jpg"]
+    assert _keys_since(store, after) == []
+    assert _keys_since(store, after.replace(tzinfo=None)) == []  # naive times are UTC
+
+
+def _keys_since(store: ObjectStore, moment: datetime) -> list[str]:
+    return [info.key for info in store.list("incoming/", modified_since=moment)]
+
+
 def test_list_on_empty_store_is_empty(store: ObjectStore) -> None:
     """A store with nothing in it lists nothing (and does not fail)."""
     assert _keys(store) == []

@@ -196,6 +196,44 @@ class PDQIndex:
         self._frames[start:end] = 0 if frames is None else np.asarray(frames, dtype=np.int32)
         self._size = end
 
+    def to_arrays(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """The live rows (discarded items left out) as ``(item ids, row item numbers, (N, 4)
+        uint64 words, frames)``: what :meth:`from_arrays` takes back (saving an index)."""
+        ordinals = self._item_rows[: self._size]
+        rows = np.arange(self._size)
+        if self._discarded:
+            rows = rows[~np.isin(ordinals, np.fromiter(self._discarded, dtype=np.int64))]
+        live, numbers = np.unique(ordinals[rows], return_inverse=True)
+        ids = [self._item_ids[n] for n in live.tolist()]
+        words = np.ascontiguousarray(self._words[:, rows].T)
+        return ids, numbers.astype(np.int64), words, self._frames[rows].copy()
+
+    @classmethod
+    def from_arrays(
+        cls, item_ids: Sequence[str], numbers: np.ndarray, words: np.ndarray, frames: np.ndarray
+    ) -> PDQIndex:
+        """An index of the rows :meth:`to_arrays` returned (row ``r`` belongs to
+        ``item_ids[numbers[r]]``), built without a Python step per row."""
+        words = _as_words(words)
+        numbers = np.asarray(numbers, dtype=np.int64)
+        if not (len(words) == len(numbers) == len(frames)):
+            msg = f"{len(numbers)} item numbers and {len(frames)} frames for {len(words)} hashes"
+            raise ValueError(msg)
+        if len(numbers) and (numbers.min() < 0 or numbers.max() >= len(item_ids)):
+            msg = "an item number points outside the item ids"
+            raise ValueError(msg)
+        index = cls(capacity=len(words))
+        index._item_ids = list(item_ids)
+        index._item_number = {item: n for n, item in enumerate(index._item_ids)}
+        if len(index._item_number) != len(index._item_ids):
+            msg = "item ids repeat"
+            raise ValueError(msg)
+        index._words[:, : len(words)] = words.T
+        index._item_rows[: len(words)] = numbers
+        index._frames[: len(words)] = np.asarray(frames, dtype=np.int32)
+        index._size = len(words)
+        return index
+
     def _item_ordinal(self, item_id: str) -> int:
         number = self._item_number.get(item_id)
         if number is None:

@@ -144,6 +144,17 @@ class CustodyEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class CustodyStep:
+    """One event to append (:meth:`Ledger.append_many`): ``agents`` beyond our software."""
+
+    event_type: str
+    outcome: str
+    detail: Mapping[str, Any]
+    step_key: str
+    agents: Sequence[Mapping[str, Any]] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ChainFailure:
     """The first bad event of a chain and why it is bad."""
 
@@ -292,6 +303,18 @@ class Ledger:
         msg = f"could not append custody event for item {item[:12]} after 100 attempts"
         raise RuntimeError(msg)
 
+    def append_many(
+        self, item: str, steps: Sequence[CustodyStep], *, session: Session
+    ) -> list[CustodyEvent]:
+        """Append several events to ``item``'s chain in ``session``'s transaction, in order, as
+        :meth:`append` would one by one (a step already recorded returns its event), with one
+        look-up of the steps, one row lock and one read of the chain head for them all."""
+        for step in steps:
+            if step.event_type not in EVENT_TYPES:
+                msg = f"unknown custody event type {step.event_type!r}"
+                raise ValueError(msg)
+        return self._append_steps(session, item, steps)
+
     def _append_in(
         self,
         session: Session,
@@ -302,12 +325,22 @@ class Ledger:
         step_key: str,
         agents: list[Mapping[str, Any]],
     ) -> CustodyEvent:
+        step = CustodyStep(event_type, outcome, detail, step_key, tuple(agents[1:]))
+        return self._append_steps(session, item, [step])[0]
+
+    def _append_steps(
+        self, session: Session, item: str, steps: Sequence[CustodyStep]
+    ) -> list[CustodyEvent]:
         signer = self._require_signer()
-        existing = session.scalar(
-            select(Event).where(Event.item_sha256 == item, Event.step_key == step_key)
-        )
-        if existing is not None:
-            return CustodyEvent.from_row(existing)
+        keys = sorted({step.step_key for step in steps})
+        found = {
+            row.step_key: CustodyEvent.from_row(row)
+            for row in session.scalars(
+                select(Event).where(Event.item_sha256 == item, Event.step_key.in_(keys))
+            )
+        }
+        if all(step.step_key in found for step in steps):
+            return [found[step.step_key] for step in steps]
         # Row lock on PostgreSQL serialises appenders per item; SQLite already holds the write lock.
         session.execute(select(Item.sha256).where(Item.sha256 == item).with_for_update())
         head = session.execute(
@@ -317,15 +350,27 @@ class Ledger:
             .limit(1)
         ).first()
         seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
+        events = []
+        for step in steps:
+            if step.step_key not in found:
+                found[step.step_key] = self._new_event(session, signer, item, seq, prev, step)
+                seq, prev = seq + 1, found[step.step_key].hash
+            events.append(found[step.step_key])
+        session.flush()
+        return events
+
+    def _new_event(
+        self, session: Session, signer: Signer, item: str, seq: int, prev: str, step: CustodyStep
+    ) -> CustodyEvent:
         draft = CustodyEvent(
             uuid=str(uuidlib.uuid4()),
             item=item,
             seq=seq,
-            type=event_type,
+            type=step.event_type,
             time=timestamp(),
-            outcome=outcome,
-            detail=_jsonable(detail),
-            agents=[_jsonable(a) for a in agents],
+            outcome=step.outcome,
+            detail=_jsonable(step.detail),
+            agents=[_jsonable(a) for a in [SOFTWARE_AGENT, *step.agents]],
             prev_hash=prev,
             key_id=signer.key_id,
         )
@@ -338,19 +383,18 @@ class Ledger:
                 uuid=final.uuid,
                 item_sha256=item,
                 seq=seq,
-                event_type=event_type,
+                event_type=step.event_type,
                 event_time=final.time,
-                outcome=outcome,
+                outcome=step.outcome,
                 detail=dict(final.detail),
                 agents=[dict(a) for a in final.agents],
-                step_key=step_key,
+                step_key=step.step_key,
                 prev_hash=prev,
                 hash=digest,
                 key_id=final.key_id,
                 signature=final.signature,
             )
         )
-        session.flush()
         return final
 
     def events(self, item: str) -> list[CustodyEvent]:

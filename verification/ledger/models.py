@@ -94,7 +94,7 @@ class Submission(Base):
     claims: Mapped[dict[str, Any]] = mapped_column(JSON)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    state: Mapped[str] = mapped_column(String(16), default="processed")
+    state: Mapped[str] = mapped_column(String(16), default="processed", index=True)
     error: Mapped[str | None] = mapped_column(Text)
 
 
@@ -193,6 +193,23 @@ class PerceptualLog(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     item_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ListingCursor(Base):
+    """How far a listing of ``incoming/`` (or one case's part of it) can skip (migration 0006).
+
+    Every object last modified before ``listed_from`` was seen by an earlier listing and is
+    processed, rejected or failed (failed ones are retried from the submissions table), so the
+    next listing reads only objects modified since (less a margin for clocks and uploads in
+    flight); ``full_at`` is when the whole prefix was last listed.
+    """
+
+    __tablename__ = "listing_cursors"
+
+    prefix: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    listed_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    full_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Event(Base):

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -37,9 +37,9 @@ from verification.analysis import (
 from verification.analysis.pool import warm_pool
 from verification.core.config import Settings
 from verification.core.text import printable
-from verification.ledger.models import Submission
+from verification.ledger.models import ListingCursor, Submission, insert_if_absent, utcnow
 from verification.pipeline.context import Context
-from verification.pipeline.dedupe import CollectionIndex
+from verification.pipeline.dedupe import CollectionIndex, batch_index
 from verification.pipeline.layout import INCOMING, SIDECAR_SUFFIX
 from verification.pipeline.model import (
     FAILED,
@@ -52,6 +52,7 @@ from verification.pipeline.model import (
 from verification.pipeline.preservation import fetch_and_preserve, store_derivatives
 from verification.pipeline.record import (
     current,
+    in_transaction,
     is_processed,
     processed_outcome,
     record_analysis,
@@ -61,7 +62,7 @@ from verification.pipeline.record import (
     rejected_outcome,
     stored_key,
 )
-from verification.storage import ObjectInfo, StoreError, key_problem
+from verification.storage import ObjectInfo, ObjectNotFound, StoreError, key_problem
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,13 @@ log = logging.getLogger(__name__)
 # the workers (see verification.analysis.worker); ``workers-crash:<text>`` makes every worker of a
 # batch whose keys contain <text> crash at start-up, as when the environment cannot run them.
 FAULT_ENV = "EVIDENCE_TEST_FAULT"
+
+# A listing reads objects modified since the last listing began, less this margin: it covers a
+# store clock ahead of ours and uploads that started before and finished after that listing
+# (S3 stamps a multipart upload with its start). Once a day the whole prefix is listed again,
+# for anything the margin missed (a file copied into a local store with an old mtime, say).
+LISTING_MARGIN = timedelta(hours=1)
+FULL_LISTING_EVERY = timedelta(hours=24)
 
 
 def _injected_fault(keys: Sequence[str]) -> str | None:
@@ -79,9 +87,14 @@ def _injected_fault(keys: Sequence[str]) -> str | None:
     return spec or None
 
 
-def list_new(ctx: Context, case: str | None = None) -> list[ObjectInfo]:
+def list_new(ctx: Context, case: str | None = None, *, full: bool = False) -> list[ObjectInfo]:
     """Objects under ``incoming/`` not yet processed or rejected (by key + ETag), in first-seen
     order (:func:`first_seen_order`); failed ones come back.
+
+    The listing reads only what is new: objects modified before the prefix's listing cursor
+    (less :data:`LISTING_MARGIN`) were seen by an earlier listing, and the failed ones among
+    them are found in the ledger. The whole prefix is listed when there is no cursor yet, every
+    :data:`FULL_LISTING_EVERY`, or with ``full``.
 
     An object whose key the store refuses (control characters, ``..``, a backslash: possible on
     S3) is recorded as ``rejected`` here, with the reason, because the listing is the only
@@ -89,22 +102,111 @@ def list_new(ctx: Context, case: str | None = None) -> list[ObjectInfo]:
     again unless a new ETag appears under the key. Its bytes are not touched.
     """
     prefix = f"{INCOMING}{case}/" if case else INCOMING
-    with Session(ctx.engine) as session:
-        rows = session.execute(
-            select(Submission.store_key, Submission.etag).where(
-                Submission.state.in_(("processed", REJECTED))
-            )
-        )
-        done = {(key, etag) for key, etag in rows}
+    started = utcnow()
+    cursor = _listing_cursor(ctx, prefix)
+    full = full or cursor is None or started - _aware(cursor[1]) >= FULL_LISTING_EVERY
+    since = None if full or cursor is None else _aware(cursor[0]) - LISTING_MARGIN
+    listed = [
+        info
+        for info in ctx.store.list(prefix, modified_since=since)
+        if not info.key.endswith(SIDECAR_SUFFIX)
+    ]
+    if since is not None:
+        listed += _failed_before(ctx, prefix, {info.key for info in listed})
+    done, failed = _recorded(ctx, [info.key for info in listed])
     new = []
-    for info in ctx.store.list(prefix):
-        if info.key.endswith(SIDECAR_SUFFIX) or (stored_key(info.key), info.etag) in done:
+    for info in listed:
+        if (stored_key(info.key), info.etag) in done:
             continue
         problem = _key_problem(info.key)
         if problem is not None and not record_rejection(ctx, info, problem):
             continue  # another run rejected it at the same moment and reports it
         new.append(info)
+    unrecorded = [info for info in new if stored_key(info.key) not in failed]
+    _move_cursor(ctx, prefix, started, unrecorded, full)
     return sorted(new, key=first_seen_order)
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite returns naive datetimes: they are UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _listing_cursor(ctx: Context, prefix: str) -> tuple[datetime, datetime] | None:
+    with Session(ctx.engine) as session:
+        row = session.get(ListingCursor, prefix)
+        return None if row is None else (row.listed_from, row.full_at)
+
+
+def _move_cursor(
+    ctx: Context, prefix: str, started: datetime, new: Sequence[ObjectInfo], full: bool
+) -> None:
+    """Remember that everything modified before ``started`` was seen, except ``new`` objects
+    not recorded at all: the cursor stays at the oldest of them until each is recorded
+    (processed, rejected or failed: failed ones are found in the ledger), so a run that dies
+    before recording them lists them again."""
+    oldest = min((_aware(info.last_modified) for info in new), default=started)
+    listed_from = min(started, oldest)
+
+    def work(session: Session) -> None:
+        row = session.get(ListingCursor, prefix, with_for_update=True)
+        if row is None:
+            values = {
+                "prefix": prefix,
+                "listed_from": listed_from,
+                "full_at": started,
+                "updated_at": utcnow(),
+            }
+            insert_if_absent(session, ListingCursor, values, ("prefix",))
+            return
+        row.listed_from, row.updated_at = listed_from, utcnow()
+        if full:
+            row.full_at = started
+
+    in_transaction(ctx, work)
+
+
+def _failed_before(ctx: Context, prefix: str, listed: set[str]) -> list[ObjectInfo]:
+    """Failed submissions under ``prefix`` the time-bounded listing left out, as the store
+    describes them now (gone from the store: nothing to retry)."""
+    with Session(ctx.engine) as session:
+        keys = session.scalars(
+            select(Submission.store_key)
+            .where(Submission.state == FAILED, Submission.store_key.startswith(prefix))
+            .distinct()
+        ).all()
+    found = []
+    for key in sorted(set(keys) - listed):
+        if _key_problem(key) is not None:
+            continue  # rejected when it was first listed; a failed row under it is older
+        try:
+            found.append(ctx.store.head(key))
+        except ObjectNotFound:
+            continue
+    return found
+
+
+def _recorded(ctx: Context, keys: Sequence[str]) -> tuple[set[tuple[str, str]], set[str]]:
+    """(key, ETag) of the submissions among ``keys`` that are done (processed or rejected), and
+    the keys with a failed submission (retried from the ledger whatever their ETag)."""
+    done: set[tuple[str, str]] = set()
+    failed: set[str] = set()
+    stored = sorted({stored_key(key) for key in keys})
+    with Session(ctx.engine) as session:
+        for start in range(0, len(stored), 500):
+            # By key alone, so the (store_key, etag) index answers: with a condition on state
+            # as well, SQLite may pick the state index and read every processed submission.
+            rows = session.execute(
+                select(Submission.store_key, Submission.etag, Submission.state).where(
+                    Submission.store_key.in_(stored[start : start + 500])
+                )
+            )
+            for key, etag, state in rows:
+                if state == FAILED:
+                    failed.add(key)
+                elif state in ("processed", REJECTED):
+                    done.add((key, etag))
+    return done, failed
 
 
 def first_seen_order(info: ObjectInfo) -> tuple[datetime, str]:
@@ -155,7 +257,7 @@ def process_batch(
     workers = max(1, min(workers or ctx.settings.workers, len(keys)))
     order = {key: i for i, key in enumerate(keys)}
     outcomes: list[Outcome] = []
-    index = CollectionIndex(ctx.engine)  # the collection's hashes, read once for the batch
+    index = batch_index(ctx)  # the collection's hashes, read once for the batch
     try:
         with (
             analysis_pool(ctx.settings, workers, keys) as pool,
@@ -176,8 +278,18 @@ def process_batch(
         done = {o.key for o in outcomes}
         _record_unanalysed(ctx, [k for k in keys if k not in done], exc)
         raise
+    _save_index(index)
     final = [_as_recorded_now(ctx, outcome) for outcome in outcomes]
     return sorted(final, key=lambda o: order.get(o.key, len(order)))
+
+
+def _save_index(index: CollectionIndex) -> None:
+    """Keep the batch's index for the next batch; a cache that cannot be written costs only
+    the next batch a full read, so it is logged, not raised."""
+    try:
+        index.save()
+    except (OSError, SQLAlchemyError) as exc:
+        log.warning("could not save the duplicate index snapshot: %s", reason(exc))
 
 
 def _record_unanalysed(ctx: Context, keys: Sequence[str], exc: WorkersUnavailable) -> None:

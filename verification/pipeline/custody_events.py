@@ -16,6 +16,7 @@ from typing import Any, Literal
 from sqlalchemy.orm import Session
 
 from verification.core.findings import Finding
+from verification.ledger.custody import CustodyStep
 from verification.pipeline.context import Context
 from verification.pipeline.layout import pipeline_version, vault_key
 from verification.pipeline.model import Analysis
@@ -48,46 +49,39 @@ def record_preservation(
     receipt = _receipt_entry(info.metadata, info.key, digests.size, received_at)
     if receipt is not None:
         detail["receipt"] = receipt
-    ctx.ledger.append(
-        sha,
-        "ingestion",
-        "success",
-        detail,
-        step_key=f"ingestion:{info.key}:{info.etag}",
-        agents=agents,
-        session=session,
-    )
-    ctx.ledger.append(
-        sha,
-        "message digest calculation",
-        "success",
-        {**digests.labelled(), "size": digests.size},
-        step_key="digest",
-        agents=agents,
-        session=session,
-    )
-    if collection is not None:
-        found = dict(collection)
-        ctx.ledger.append(
-            sha,
-            "fixity check",
-            found.pop("outcome"),
-            found,
-            step_key=f"collection:{info.key}:{info.etag}",
-            agents=agents,
-            session=session,
-        )
     vault = dict(analysis.vault_check)
     outcome = vault.pop("outcome", "not-run")
-    ctx.ledger.append(
-        sha,
-        "fixity check",
-        outcome,
-        {"stage": "preservation", **vault},
-        step_key=f"preservation:{info.key}:{info.etag}",
-        agents=agents,
-        session=session,
+    steps = [
+        CustodyStep("ingestion", "success", detail, f"ingestion:{info.key}:{info.etag}", agents),
+        CustodyStep(
+            "message digest calculation",
+            "success",
+            {**digests.labelled(), "size": digests.size},
+            "digest",
+            agents,
+        ),
+    ]
+    if collection is not None:
+        found = dict(collection)
+        steps.append(
+            CustodyStep(
+                "fixity check",
+                found.pop("outcome"),
+                found,
+                f"collection:{info.key}:{info.etag}",
+                agents,
+            )
+        )
+    steps.append(
+        CustodyStep(
+            "fixity check",
+            outcome,
+            {"stage": "preservation", **vault},
+            f"preservation:{info.key}:{info.etag}",
+            agents,
+        )
     )
+    ctx.ledger.append_many(sha, steps, session=session)
 
 
 def _receipt_entry(
@@ -114,32 +108,23 @@ def record_analysis_events(ctx: Context, session: Session, analysis: Analysis) -
         {"type": "software", "name": k, "version": v}
         for k, v in sorted(analysis.extractors.items())
     ]
-    ctx.ledger.append(
-        sha,
-        "format identification",
-        "success",
-        dict(analysis.format),
-        step_key="format",
-        agents=agents,
-        session=session,
-    )
     unreadable = any(f.code == "unreadable" for f in analysis.item_findings)
-    ctx.ledger.append(
-        sha,
-        "metadata extraction",
-        "failure" if unreadable else "success",
-        {
-            "pipeline_version": version,
-            "media": dict(analysis.media),
-            "findings": [f.to_dict() for f in analysis.item_findings],
-        },
-        step_key=f"extraction:{version}",
-        agents=[*agents, *tools],
-        session=session,
-    )
-    for derivative in analysis.derivatives:
-        ctx.ledger.append(
-            sha,
+    steps = [
+        CustodyStep("format identification", "success", dict(analysis.format), "format", agents),
+        CustodyStep(
+            "metadata extraction",
+            "failure" if unreadable else "success",
+            {
+                "pipeline_version": version,
+                "media": dict(analysis.media),
+                "findings": [f.to_dict() for f in analysis.item_findings],
+            },
+            f"extraction:{version}",
+            [*agents, *tools],
+        ),
+    ]
+    steps += [
+        CustodyStep(
             "creation",
             "success",
             {
@@ -147,10 +132,12 @@ def record_analysis_events(ctx: Context, session: Session, analysis: Analysis) -
                 "sha256": derivative["sha256"],
                 "mime": derivative["mime"],
             },
-            step_key=f"derivative:{derivative['key']}:{derivative['sha256']}",
-            agents=[*agents, {"type": "software", "name": derivative["tool"]}],
-            session=session,
+            f"derivative:{derivative['key']}:{derivative['sha256']}",
+            [*agents, {"type": "software", "name": derivative["tool"]}],
         )
+        for derivative in analysis.derivatives
+    ]
+    ctx.ledger.append_many(sha, steps, session=session)
 
 
 def record_validation(

@@ -11,15 +11,19 @@ link them.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
-from verification.duplicates.index import MIN_PDQ_QUALITY, PDQIndex
+from verification.duplicates.index import MIN_PDQ_QUALITY, PDQ_BYTES, PDQIndex
 from verification.duplicates.matching import find_duplicates, mirrored
+from verification.duplicates.snapshot import SNAPSHOT_FORMAT, load_snapshot, save_snapshot
 from verification.ledger.models import (
     DuplicateLink,
     Item,
@@ -38,6 +42,7 @@ log = logging.getLogger(__name__)
 
 # pg_advisory_xact_lock key of the dedupe lock ("evidence dedupe" as a 63-bit number).
 DEDUPE_LOCK = 0x65766964_6465_6475
+SNAPSHOT_NAME = "duplicate-index.npz"
 
 
 class CollectionIndex:
@@ -48,22 +53,35 @@ class CollectionIndex:
     the n-th item of a batch no longer costs a read of the whole collection.
     """
 
-    def __init__(self, engine: Any, min_quality: int = MIN_PDQ_QUALITY) -> None:
+    def __init__(
+        self, engine: Any, min_quality: int = MIN_PDQ_QUALITY, snapshot: Path | None = None
+    ) -> None:
         self.engine = engine
         self.min_quality = min_quality
+        self.snapshot = snapshot
         self.index = PDQIndex()
         self.watermark: int | None = None
+        self.saved_watermark: int | None = None
         self._perceptual: dict[str, Mapping[str, Any] | None] = {}
 
     def refresh(self, session: Session | None = None) -> set[str]:
-        """Catch up with hashes stored since the last call; the items that changed."""
+        """Catch up with hashes stored since the last call; the items that changed.
+
+        The first call starts from the snapshot when one matches this database (then reads only
+        the hashes logged after it), else reads every stored hash.
+        """
         if session is None:
             with Session(self.engine) as own:
                 return self.refresh(own)
         if self.watermark is None:
-            self.watermark = _last_log_id(session)  # first: a row logged meanwhile is re-read
-            self._add(session, None)
-            return set(self.index.item_ids)
+            loaded = self._load_snapshot(session)
+            if loaded is None:
+                self.watermark = _last_log_id(session)  # a row logged meanwhile is re-read
+                self._add(session, None)
+                return set(self.index.item_ids)
+            self.index, self.watermark = loaded
+            self.saved_watermark = self.watermark
+            return set(self.index.item_ids) | self.refresh(session)
         rows = session.execute(
             select(PerceptualLog.id, PerceptualLog.item_sha256)
             .where(PerceptualLog.id > self.watermark)
@@ -87,7 +105,51 @@ class CollectionIndex:
             selected = (
                 query if chunk is None else query.where(PerceptualHash.item_sha256.in_(chunk))
             )
-            self.index.add_many(session.execute(selected).all())
+            _add_rows(self.index, session.execute(selected).all())
+
+    def save(self) -> bool:
+        """Write the index to its snapshot file when it holds hashes logged since the snapshot
+        was read (atomically: a reader sees the old file or the new one); True when written."""
+        if self.snapshot is None or self.watermark is None:
+            return False
+        if self.saved_watermark is not None and self.saved_watermark >= self.watermark:
+            return False
+        with Session(self.engine) as session:
+            marker = _log_item(session, self.watermark)
+        save_snapshot(self.snapshot, self.index, self._identity(marker))
+        self.saved_watermark = self.watermark
+        return True
+
+    def _identity(self, marker: str | None) -> dict[str, Any]:
+        """What ties a snapshot to this database and this index: the database URL (without its
+        password), the quality floor, the last log id read and that log row's item."""
+        url = self.engine.url.render_as_string(hide_password=True)
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "database": hashlib.sha256(url.encode()).hexdigest(),
+            "min_quality": self.min_quality,
+            "watermark": self.watermark,
+            "marker": marker,
+        }
+
+    def _load_snapshot(self, session: Session) -> tuple[PDQIndex, int] | None:
+        """The snapshot's index and watermark when it belongs to this database, else None."""
+        if self.snapshot is None:
+            return None
+        loaded = load_snapshot(self.snapshot)
+        if loaded is None:
+            return None
+        index, identity = loaded
+        watermark = identity.get("watermark")
+        if not isinstance(watermark, int):
+            return None
+        self.watermark = watermark
+        expected = self._identity(_log_item(session, watermark))
+        self.watermark = None
+        if identity != expected or (expected["marker"] is None and watermark != 0):
+            log.info("duplicate index snapshot is stale or from another ledger: reading all hashes")
+            return None
+        return index, watermark
 
     def perceptual(self, session: Session, item: str) -> Mapping[str, Any] | None:
         """An item's perceptual hashes as its newest record holds them (cached)."""
@@ -125,6 +187,23 @@ def _subset_index(session: Session, items: set[str], min_quality: int) -> PDQInd
 def _chunks(items: Sequence[str], size: int = 500) -> Iterable[list[str]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
+
+
+def _add_rows(index: PDQIndex, rows: Sequence[Any]) -> None:
+    """Add ``(item, pdq, frame)`` rows in one vectorised step (per row when a hash is malformed,
+    so the error names it)."""
+    if not rows:
+        return
+    items, hashes, frames = zip(*rows, strict=True)
+    if any(len(h) != PDQ_BYTES for h in hashes):
+        index.add_many(rows)
+        return
+    raw = np.frombuffer(b"".join(hashes), dtype=np.uint8).reshape(-1, PDQ_BYTES)
+    index.add_packed(items, raw, frames)
+
+
+def _log_item(session: Session, log_id: int) -> str | None:
+    return session.scalar(select(PerceptualLog.item_sha256).where(PerceptualLog.id == log_id))
 
 
 def _last_log_id(session: Session) -> int:
@@ -262,6 +341,12 @@ def _store_pdq(session: Session, sha: str, perceptual: Mapping[str, Any]) -> Non
         )
     session.add(PerceptualLog(item_sha256=sha, created_at=utcnow()))
     session.flush()
+
+
+def batch_index(ctx: Context) -> CollectionIndex:
+    """The collection's index for one batch, started from the snapshot kept in the evidence
+    home (``cache/duplicate-index.npz``) and saved back by :meth:`CollectionIndex.save`."""
+    return CollectionIndex(ctx.engine, snapshot=ctx.settings.home / "cache" / SNAPSHOT_NAME)
 
 
 def load_index(ctx: Context, exclude: str | None = None) -> Any:

@@ -145,13 +145,15 @@ def preserve(
     version id and the fixity outcome (expected and found digests).
     """
     key = vault_key(digests.sha256)
+    info: ObjectInfo | None = None
     if not store.exists(key):
         try:
             with working.open("rb") as handle:
-                store.put(key, handle, sha256=digests.sha256, if_absent=True)
+                info = store.put(key, handle, sha256=digests.sha256, if_absent=True)
         except ObjectExists:
             log.info("vault copy of %s appeared concurrently; verifying it", digests.sha256[:12])
-    info = store.head(key)
+    if info is None:  # put describes what it stored; an existing copy is described here
+        info = store.head(key)
     with store.open(key, info.version_id) as handle:
         found, size = sha256_stream(handle)
     outcome = "success" if (found, size) == (digests.sha256, digests.size) else "failure"

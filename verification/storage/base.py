@@ -75,11 +75,14 @@ class ObjectStore(Protocol):
         """
         ...
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list(
+        self, prefix: str = "", *, modified_since: datetime | None = None
+    ) -> Iterator[ObjectInfo]:
         """Every object under ``prefix``, in key (UTF-8 byte) order, fetched page by page.
 
         Listings carry key, size, etag and time but no user ``metadata`` (S3 listings do not
-        return it): call :meth:`head` for that.
+        return it): call :meth:`head` for that. With ``modified_since``, objects last modified
+        before that time are left out (skipped as cheaply as the store allows).
         """
         ...
 

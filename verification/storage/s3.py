@@ -202,13 +202,19 @@ class S3Store:
         logger.debug("stored %s in %s (%s bytes)", printable(key), self.url, digests.size)
         return self.head(key, version_id=version_id)
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list(
+        self, prefix: str = "", *, modified_since: datetime | None = None
+    ) -> Iterator[ObjectInfo]:
         """Every object under ``prefix`` in key order, ``page_size`` keys per request.
 
         ``metadata`` is empty (listings do not carry it; use head). Keys are yielded as stored,
-        even ones :func:`validate_key` would refuse, so callers can report them.
+        even ones :func:`validate_key` would refuse, so callers can report them. S3 cannot
+        filter a listing by time: ``modified_since`` is applied to each page as it arrives, so
+        the requests still grow with the prefix (docs/scaling.md).
         """
         validate_prefix(prefix)
+        if modified_since is not None and modified_since.tzinfo is None:
+            modified_since = modified_since.replace(tzinfo=UTC)
         paginator = self._client.get_paginator("list_objects_v2")
         pages = paginator.paginate(
             Bucket=self._bucket, Prefix=prefix, PaginationConfig={"PageSize": self._page_size}
@@ -216,6 +222,8 @@ class S3Store:
         with self._errors(prefix):
             for page in pages:
                 for item in page.get("Contents", []):
+                    if modified_since is not None and item["LastModified"] < modified_since:
+                        continue
                     yield ObjectInfo(
                         key=item["Key"],
                         size=item["Size"],
