@@ -17,13 +17,14 @@ from verification.exports.content import (
     ItemContent,
     checkpoint_entry,
     collect,
-    item_entry,
+    exported_records,
     public_keys,
     record_exports,
 )
 from verification.exports.layout import (
     FORMAT_VERSION,
 )
+from verification.exports.signed import canonical_sha256, sign
 from verification.media.gps import gps_text
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ def export_file(ctx: Any, meta: ExportMeta, target: Path) -> Path:
         raise ExportError(msg)
     document = export_document(ctx, meta, contents)
     if meta.format == "json":
+        document = sign_document(ctx.ledger.signer, document)
         data = (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
     else:
         data = render_html(document, contents).encode()
@@ -45,8 +47,15 @@ def export_file(ctx: Any, meta: ExportMeta, target: Path) -> Path:
     partial.write_bytes(data)
     partial.rename(target)
     digest = hashlib.sha256(data).hexdigest()
+    records = {
+        c.sha256: canonical_sha256(e) for c, e in zip(contents, _entries(contents), strict=True)
+    }
     record_exports(
-        ctx, meta, contents, {"sha256": digest, "destination": meta.destination or str(target)}
+        ctx,
+        meta,
+        contents,
+        {"sha256": digest, "destination": meta.destination or str(target)},
+        records,
     )
     log.info(
         "exported case %s as %s: %s items, sha256 %s",
@@ -66,8 +75,22 @@ def export_document(ctx: Any, meta: ExportMeta, contents: Sequence[ItemContent])
         "export": meta.to_dict(),
         "public_keys": [{"key_id": k, "pem": v} for k, v in sorted(keys.items())],
         "checkpoint": checkpoint_entry(ctx, [c.sha256 for c in contents]),
-        "items": [{**item_entry(c), "custody": [e.to_dict() for e in c.events]} for c in contents],
+        "items": [
+            {**entry, "custody": [e.to_dict() for e in c.events]}
+            for c, entry in zip(contents, _entries(contents), strict=True)
+        ],
     }
+
+
+def _entries(contents: Sequence[ItemContent]) -> list[dict[str, Any]]:
+    records = exported_records(contents)
+    return [records[c.sha256] for c in contents]
+
+
+def sign_document(signer: Any, document: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON export with each item entry signed, then the whole document."""
+    items = [sign(signer, item) for item in document["items"]]
+    return sign(signer, {**document, "items": items})
 
 
 # HTML report: one self-contained file. Every value is escaped (EXIF and claims are written by
