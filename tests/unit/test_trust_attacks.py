@@ -282,6 +282,7 @@ def test_rotation_signed_by_the_old_key_is_accepted(
     by it verify, and the events signed before stay valid."""
     new_path = tmp_path / "new.pem"
     code, out, err = run(capsys, "custody", "rotate-key", str(new_path))
+    assert "replaces" in out
     assert code == 0, err
     monkeypatch.setenv("EVIDENCE_KEY_PATH", str(new_path))
     path = tmp_path / "p9.jpg"

@@ -231,6 +231,7 @@ def _index(
                 "format": c.report["item"]["format"],
                 "size": c.report["item"]["size"],
                 "status": c.report["item"]["status"],
+                "fixity": c.report["item"].get("fixity"),
                 "original": f"{ORIGINALS}/{c.sha256}{c.extension}",
                 "redacted": redacted.get(c.sha256, []),
                 "record": f"{RECORDS}/{c.sha256}.json",

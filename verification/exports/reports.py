@@ -214,6 +214,8 @@ def _html_item(item: Mapping[str, Any], thumbnail: bytes | None) -> str:
         else f'<span class="bad">chain broken: {_e(item["custody_problem"])}</span>'
     )
     custody = _row("Custody", f"{len(item['custody'])} events, {verified}", raw=True)
+    if summary.get("fixity") in {"failure", "missing"}:
+        custody += _row("Fixity", f'<span class="bad">{_fixity_line(summary)}</span>', raw=True)
     return (
         f'<section class="item" id="item-{_e(item["sha256"])}">'
         f'<div class="item-head"><h2>Item <code>{_e(item["sha256"][:16])}…</code></h2>'
@@ -225,6 +227,15 @@ def _html_item(item: Mapping[str, Any], thumbnail: bytes | None) -> str:
         f"<h3>Duplicates</h3>{_html_duplicates(item)}"
         f"<h3>Analyst decisions</h3>{_html_decisions(item['decisions'])}"
         f"<h3>Custody timeline</h3>{_html_timeline(item['custody'])}</section>"
+    )
+
+
+def _fixity_line(summary: Mapping[str, Any]) -> str:
+    """The line an export shows for an original that failed its last fixity check."""
+    words = "its bytes no longer match" if summary["fixity"] == "failure" else "it is gone"
+    return _e(
+        f"FIXITY {str(summary['fixity']).upper()}: the preserved original failed its last "
+        f"fixity check ({words}); see the fixity check events in the custody timeline"
     )
 
 

@@ -55,6 +55,7 @@ class QueueFilters:
     submitter: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    fixity: str | None = None  # "failed": the last fixity check found the original damaged or gone
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +162,10 @@ def _filtered(query: Select[Any], filters: QueueFilters) -> Select[Any]:
         query = query.where(Item.first_seen >= _utc(filters.since))
     if filters.until:
         query = query.where(Item.first_seen < _utc(filters.until))
+    if filters.fixity == "failed":
+        query = query.where(Item.fixity.in_(("failure", "missing")))
+    elif filters.fixity:
+        query = query.where(Item.fixity == filters.fixity)
     return query
 
 
