@@ -124,7 +124,9 @@ def check_anchors(docs: Sequence[Mapping[str, Any]], pinned: Iterable[str] = ())
             checkpoints.append(doc)
         prev, last = anchor_hash(doc), doc
     if not docs:
-        return AnchorState(0, {}, None, (), None, ("no anchored key pin in the store",))
+        return AnchorState(
+            0, {}, None, (), None, ("no anchored key pin in the store (run `evidence init`)",)
+        )
     return AnchorState(len(docs), trusted, _last(checkpoints), tuple(checkpoints), last, (), ever)
 
 
