@@ -83,3 +83,12 @@ def test_original_not_checked_within_the_cycle_is_overdue(ctx: Context) -> None:
     assert fixity.overdue_items(ctx, 30) == items
     fixity.check_all(ctx, "night-1", items=items[:1])
     assert fixity.overdue_items(ctx, 30) == items[1:]
+
+
+def test_time_budget_stops_starting_batches(ctx: Context) -> None:
+    """A spent time budget starts no further batch; the unchecked originals come first next."""
+    items = fixity.vault_items(ctx)
+    assert fixity.check_all(ctx, "night-1", 1, items, seconds=0) == []
+    done = fixity.check_all(ctx, "night-2", 1, items[:1], seconds=60)
+    assert [r.item for r in done] == items[:1]
+    assert fixity.due_items(ctx, 1) == [items[1]]

@@ -44,6 +44,13 @@ def register(
         help="check only the oldest-verified originals up to this many MiB "
         "(default: EVIDENCE_FIXITY_BUDGET_MB; 0 checks every original)",
     )
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        metavar="MIN",
+        help="time budget: start no new batch after this many minutes (the rest come first "
+        "next time)",
+    )
     commands["fixity"] = cmd_fixity
 
 
@@ -53,7 +60,9 @@ def cmd_fixity(settings: Settings, args: argparse.Namespace) -> int:
     operator = {"type": "operator", "name": settings.analyst or getpass.getuser()}
     ctx = open_context(settings, agents=[operator])
     budget = settings.fixity_budget_mb if args.budget_mb is None else args.budget_mb
-    results = check_all(ctx, args.run_id, args.batch_size, due_items(ctx, budget * 1024 * 1024))
+    seconds = None if args.minutes is None else args.minutes * 60
+    due = due_items(ctx, budget * 1024 * 1024)
+    results = check_all(ctx, args.run_id, args.batch_size, due, seconds=seconds)
     results.extend(untracked_objects(ctx))
     print_results(results)
     failing = [r for r in results if r.failing]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -240,12 +241,22 @@ def check_all(
     run_id: str | None = None,
     batch_size: int | None = None,
     items: Sequence[str] | None = None,
+    *,
+    seconds: float | None = None,
 ) -> list[FixityResult]:
-    """Check ``items`` (default: every preserved original), ``batch_size`` at a time."""
+    """Check ``items`` (default: every preserved original), ``batch_size`` at a time.
+
+    With ``seconds`` (a time budget) no new batch starts once it is spent: the rest stay the
+    oldest-verified and come first next time.
+    """
     run_id = run_id or new_run_id()
     results: list[FixityResult] = []
     todo = vault_items(ctx) if items is None else items
+    deadline = None if seconds is None else time.monotonic() + seconds
     for number, batch in enumerate(batches(todo, batch_size or 500), start=1):
+        if deadline is not None and time.monotonic() >= deadline:
+            log.info("fixity run %s: time budget spent after %s items", run_id, len(results))
+            break
         results.extend(check_items(ctx, batch, run_id))
         log.info("fixity run %s: batch %s done (%s items so far)", run_id, number, len(results))
     return results
