@@ -119,8 +119,8 @@ def _chains(engine: Engine, only: str | None) -> Iterator[tuple[str, list[Custod
         query = query.where(Event.item_sha256 == only)
     current: str | None = None
     chain: list[CustodyEvent] = []
-    with Session(engine) as session:
-        for row in session.execute(query.execution_options(yield_per=5000)):
+    with engine.connect() as connection:
+        for row in connection.execution_options(yield_per=5000).execute(query):
             if row[1] != current:
                 if current is not None:
                     yield current, chain
