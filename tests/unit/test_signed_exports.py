@@ -156,3 +156,56 @@ def test_edited_json_export_header_fails_the_document_signature(document: Path) 
     assert verify_json_export(document).first_failure == (
         "signature: the export document: signature does not verify (edited after export)"
     )
+
+
+def test_record_without_a_signed_hash_or_with_other_decisions_is_refused() -> None:
+    """A record not covered by its export event, or whose decisions differ from the chain's
+    review events, is refused (each with its own reason)."""
+    from types import SimpleNamespace
+
+    from verification.exports.signed import canonical_sha256, record_problem
+
+    review = SimpleNamespace(type="review", time="t", seq=1, uuid="u", detail={"decision": "ok"})
+    record = {"decisions": [{"time": "t", "seq": 1, "uuid": "u", "decision": "rejected"}]}
+    unsigned = SimpleNamespace(type="export", detail={"export": "x"})
+    assert record_problem("r.json", record, [review, unsigned], "x") == (
+        "r.json is not covered by a signed record hash in its custody chain"
+    )
+    signed = SimpleNamespace(
+        type="export", detail={"export": "x", "record_sha256": canonical_sha256(record)}
+    )
+    assert record_problem("r.json", record, [review, signed], "x") == (
+        "r.json: its decisions are not the signed review events of the chain"
+    )
+
+
+def test_json_export_re_signed_by_an_insider_still_needs_the_chains_decisions(
+    exported: tuple[Path, Path, str], document: Path
+) -> None:
+    """Even re-signed with the installation key, an entry's decisions must be the chain's."""
+    from verification.exports.signed import sign
+    from verification.ledger.signing import load_key
+
+    signer = load_key(exported[0].parents[1] / "home" / "keys" / "installation.pem")
+    data = json.loads(document.read_text())
+    entry = dict(data["items"][0])
+    entry["decisions"] = [{"decision": "rejected"}]
+    data["items"][0] = sign(signer, entry)
+    document.write_text(json.dumps(sign(signer, data)))
+    sha = entry["sha256"]
+    assert verify_json_export(document).first_failure == (
+        f"records: item {sha[:12]}: decisions are not the signed review events of its chain"
+    )
+
+
+def test_malformed_json_export_and_mismatched_key_id_fail(document: Path, tmp_path: Path) -> None:
+    """Not an export, or a public key listed under another key id, is a one-line failure."""
+    bad = tmp_path / "bad.json"
+    bad.write_text("[]")
+    assert verify_json_export(bad).first_failure == "content: bad.json is not a JSON export"
+    data = json.loads(document.read_text())
+    data["public_keys"][0]["key_id"] = "0" * 64
+    document.write_text(json.dumps(data))
+    assert verify_json_export(document).first_failure == (
+        "content: a public key does not match its key id"
+    )
