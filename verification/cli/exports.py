@@ -110,12 +110,13 @@ def cmd_verify_export(settings: Any, args: argparse.Namespace) -> int:
             problem = f"cannot read {args.tsa_roots}: {exc.strerror}"
             print(f"evidence: error: {printable(problem)}", file=sys.stderr)
             return 2
+    expect = getattr(args, "expect_key", None) or []  # callers building a Namespace may omit it
     if args.path.is_file():
         from verification.exports.verify_json import verify_json_export
 
-        report = verify_json_export(args.path, expect_keys=args.expect_key)
+        report = verify_json_export(args.path, expect_keys=expect)
     else:
-        report = verify_export(args.path, tsa_roots=roots, expect_keys=args.expect_key)
+        report = verify_export(args.path, tsa_roots=roots, expect_keys=expect)
     if not report.ok:
         print(f"FAILED {printable(str(report.first_failure))}", file=sys.stderr)
         return 1
