@@ -61,9 +61,12 @@ def run_demo(settings: Settings, *, fresh: bool = False, direct: bool = False) -
         print(f"   {sample.name:<18} {sample.case:<11} {sample.shows}")
 
     ctx = pipeline.open_context(demo, store=store, agents=[{"type": "operator", "name": "demo"}])
+    from verification.pipeline.fixity import pin_installation_key, verify_collection
+
+    pin_installation_key(ctx)  # as `evidence init` does
     outcomes, ran = _run(ctx, demo, direct)
     print_outcomes(outcomes)
-    report = ctx.ledger.verify()
+    report = verify_collection(ctx)
     print(
         f"\ncustody: {report.items} chains, {report.events} events, {'all verified' if report.ok else 'PROBLEMS FOUND'}"
     )

@@ -105,6 +105,7 @@ class QueueFilters:
     search: str | None = None
     # The cases the reviewer may see (per-case access); None: every case.
     cases: frozenset[str] | None = None
+    fixity: str | None = None  # "failed": the last fixity check found the original damaged or gone
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +267,10 @@ def _filtered(
         query = query.where(Item.first_seen >= _utc(filters.since))
     if filters.until:
         query = query.where(Item.first_seen < _utc(filters.until))
+    if filters.fixity == "failed":
+        query = query.where(Item.fixity.in_(("failure", "missing")))
+    elif filters.fixity:
+        query = query.where(Item.fixity == filters.fixity)
     return query
 
 
