@@ -335,10 +335,10 @@ def make_proxy(path: Path, out: Path, max_px: int, timeout: float) -> View:
     version = ffmpeg_version()
     if version is not None:
         argv = ffmpeg_argv(path, out, max_px)
-        tool, audio = f"{version} (libvpx VP8, libopus)", True
+        tool, audio = f"{version} (libvpx VP8, libopus)", "the first track, if any"
     else:
         argv = [sys.executable, "-m", "verification.media.views", str(path), str(out), str(max_px)]
-        tool, audio = _opencv_tool(), False
+        tool, audio = _opencv_tool(), "none (OpenCV writes video only)"
     _run(argv, timeout)
     width, height, frames = _probe(out)
     if not frames:

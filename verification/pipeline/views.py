@@ -220,6 +220,7 @@ def _store_and_record(ctx: Context, sha: str, kind: str, view: media_views.View)
         "width": view.width,
         "height": view.height,
         "orientation": view.orientation,
+        "tool": view.tool,
         **view.detail,
     }
     ctx.ledger.append(
@@ -271,3 +272,48 @@ def view_state(events: Sequence[Any], name: str) -> dict[str, Any] | None:
             if event.outcome == "success" or found is None or found["outcome"] != "success":
                 found = {"outcome": event.outcome, **dict(detail)}
     return found
+
+
+def recorded_view(ctx: Context, sha: str, name: str) -> dict[str, Any] | None:
+    """The successful ``creation`` event's detail of an item's view, or None (not made yet, or
+    it failed)."""
+    state = view_state(ctx.ledger.events(sha), name)
+    if state is None or state["outcome"] != "success":
+        return None
+    if state.get("derivative") != derivative_key(sha, name):
+        return None
+    return state
+
+
+def open_range(ctx: Context, key: str, start: int, end: int) -> BinaryIO:
+    """Bytes ``start`` to ``end`` (inclusive) of a stored view, read lazily.
+
+    An S3 store is asked for the range itself (GET with ``Range``); a local file is seeked;
+    any other store is read from the start and the bytes before ``start`` skipped.
+    """
+    from verification.storage.s3 import S3Store
+
+    store = ctx.store
+    if isinstance(store, S3Store):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = store.client.get_object(
+                Bucket=store.bucket, Key=key, Range=f"bytes={start}-{end}"
+            )
+        except (BotoCoreError, ClientError) as exc:
+            msg = f"could not read {key!r} from {store.url} ({type(exc).__name__})"
+            raise StoreError(msg) from None
+        body: BinaryIO = response["Body"]
+        return body
+    handle = store.open(key)
+    if handle.seekable():
+        handle.seek(start)
+        return handle
+    remaining = start
+    while remaining:
+        skipped = handle.read(min(remaining, media_views.CHUNK))
+        if not skipped:
+            break
+        remaining -= len(skipped)
+    return handle
