@@ -258,9 +258,10 @@ def reencode_image(
             )
             if refusal is not None:
                 raise ViewError(refusal.message.replace("image not decoded", "no view made"))
-            orientation = image.getexif().get(_ORIENTATION)
             with bomb_guard(max_pixels):
                 image.load()
+                # read after loading: Pillow turns TIFFs itself while loading (and drops the tag)
+                orientation = image.getexif().get(_ORIENTATION)
                 small = _bounded_rgb(image, max_px, orientation)
         except ViewError:
             raise
