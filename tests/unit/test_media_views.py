@@ -18,7 +18,7 @@ from verification.media import samples, views
 KYIV = (50.4501, 30.5234, 179.0)
 XMP = (
     b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
-    b"<rdf:RDF><rdf:Description GPSLatitude=\"50,27.006N\"/></rdf:RDF></x:xmpmeta>"
+    b'<rdf:RDF><rdf:Description GPSLatitude="50,27.006N"/></rdf:RDF></x:xmpmeta>'
 )
 
 
@@ -108,7 +108,7 @@ def test_jpeg_view_keeps_the_orientation_for_the_page(tmp_path: Path) -> None:
     assert views.jpeg_view(io.BytesIO(photo(2)), tmp_path / "v2.jpg", None).orientation == 1
 
 
-@pytest.mark.parametrize("fmt, save", [("png", "PNG"), ("webp", "WEBP"), ("tiff", "TIFF")])
+@pytest.mark.parametrize(("fmt", "save"), [("png", "PNG"), ("webp", "WEBP"), ("tiff", "TIFF")])
 def test_other_formats_are_reencoded_bounded_upright_and_bare(
     tmp_path: Path, fmt: str, save: str
 ) -> None:

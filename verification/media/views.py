@@ -33,7 +33,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from verification.media import budget
 
@@ -52,6 +52,12 @@ _SOF = frozenset({*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *r
 # stuffed zero or a restart marker.
 _SCAN_MARKER = re.compile(rb"\xff+([^\x00\xd0-\xd7\xff])")
 _ORIENTATION = 0x0112
+
+
+class Readable(Protocol):
+    """What a view is read from: a file, a store's stream, or a reader wrapped around one."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class ViewError(Exception):
@@ -80,7 +86,7 @@ class View:
 class _Source:
     """A byte stream read in chunks, with push-back for bytes read past a marker."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: Readable) -> None:
         self._raw, self._pending = raw, b""
 
     def chunk(self) -> bytes:
@@ -107,7 +113,7 @@ class _Source:
 _TRUNCATED = "truncated: the JPEG ends before its end-of-image marker"
 
 
-def strip_jpeg(source: BinaryIO, sink: BinaryIO) -> dict[str, Any]:
+def strip_jpeg(source: Readable, sink: BinaryIO) -> dict[str, Any]:
     """Copy a JPEG from ``source`` to ``sink`` without its metadata; what was removed.
 
     Kept: the frame, tables, scans (byte for byte), a JFIF header reduced to version and
@@ -215,7 +221,7 @@ def _drain(stream: _Source) -> int:
     return count
 
 
-def jpeg_view(source: BinaryIO, out: Path, orientation: int | None) -> View:
+def jpeg_view(source: Readable, out: Path, orientation: int | None) -> View:
     """The JPEG's view in ``out``: its bytes without metadata; the page applies ``orientation``."""
     with out.open("wb") as sink:
         facts = strip_jpeg(source, sink)
@@ -322,7 +328,7 @@ def ffmpeg_version() -> str | None:
     if binary is None:
         return None
     try:
-        done = subprocess.run(  # noqa: S603 (fixed arguments, binary from PATH)
+        done = subprocess.run(
             [binary, "-hide_banner", "-version"], capture_output=True, timeout=20, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
@@ -377,7 +383,7 @@ def _opencv_tool() -> str:
 def _run(argv: list[str], timeout: float) -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH")]))
-    process = subprocess.Popen(  # noqa: S603 (fixed arguments)
+    process = subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,

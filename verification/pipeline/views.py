@@ -119,10 +119,7 @@ def _item_facts(ctx: Context, sha: str) -> tuple[str, str, str, str | None, int 
         if item is None or item.kind not in VIEW_NAMES:
             return None
         data = session.scalar(
-            select(Record.data)
-            .where(Record.item_sha256 == sha)
-            .order_by(Record.id.desc())
-            .limit(1)
+            select(Record.data).where(Record.item_sha256 == sha).order_by(Record.id.desc()).limit(1)
         )
         media = (data or {}).get("media") or {}
         orientation = media.get("orientation")
@@ -175,9 +172,7 @@ def _build(
             settings.max_image_pixels,
             settings.decode_budget_bytes,
         )
-    return media_views.make_proxy(
-        original, out, settings.proxy_max_px, settings.proxy_timeout
-    )
+    return media_views.make_proxy(original, out, settings.proxy_max_px, settings.proxy_timeout)
 
 
 class _Checked:
@@ -268,9 +263,10 @@ def view_state(events: Sequence[Any], name: str) -> dict[str, Any] | None:
     found = None
     for event in events:
         detail = event.detail
-        if event.type == "creation" and str(detail.get("derivative", "")).endswith("/" + name):
-            if event.outcome == "success" or found is None or found["outcome"] != "success":
-                found = {"outcome": event.outcome, **dict(detail)}
+        if event.type != "creation" or not str(detail.get("derivative", "")).endswith("/" + name):
+            continue
+        if event.outcome == "success" or found is None or found["outcome"] != "success":
+            found = {"outcome": event.outcome, **dict(detail)}
     return found
 
 
