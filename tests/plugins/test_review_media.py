@@ -119,7 +119,9 @@ def test_video_page_embeds_the_proxy(make_client: Any, evidence: Evidence) -> No
     admin = make_client("admin")
     sha = evidence.items["clip"]
     item = admin.get(f"/item/{sha}").text
-    assert f'<video id="proxy" controls preload="metadata" src="/item/{sha}/media/proxy.webm">' in item
+    assert (
+        f'<video id="proxy" controls preload="metadata" src="/item/{sha}/media/proxy.webm">' in item
+    )
     page = admin.get(f"/item/{sha}/view").text
     assert "WebM proxy" in page and "container metadata removed" in page
 
@@ -175,9 +177,7 @@ def test_only_views_are_served_never_the_original(make_client: Any, evidence: Ev
 
 
 @pytest.mark.parametrize("path", ["/item/{sha}/view", "/item/{sha}/media/view.jpg"])
-def test_per_case_access_applies_to_views(
-    make_client: Any, evidence: Evidence, path: str
-) -> None:
+def test_per_case_access_applies_to_views(make_client: Any, evidence: Evidence, path: str) -> None:
     """The analyst (case-b only) gets 404 for a case-a photo's view; an unmapped viewer for any."""
     analyst, viewer = make_client("analyst"), make_client("viewer")
     assert analyst.get(path.format(sha=evidence.items["kyiv"])).status_code == 404

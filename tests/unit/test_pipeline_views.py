@@ -183,3 +183,28 @@ def test_cli_views_needs_items_or_missing(
     monkeypatch.setenv("EVIDENCE_HOME", str(ctx.settings.home))
     assert main(["views"]) == 2
     assert "ITEMs or --missing" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_views_on_s3_and_ranges_read_from_the_store(tmp_path: Path, s3_store: object) -> None:
+    """On S3 (moto over HTTP) a view is stored and recorded, and a byte range of it is asked
+    of the store itself (GET with Range), matching the whole object's slice."""
+    from verification.storage.s3 import S3Store
+
+    assert isinstance(s3_store, S3Store)
+    context = init_context(make_settings(tmp_path / "home"), store=s3_store)
+    source = tmp_path / "clip.mp4"
+    source.write_bytes(samples.video(6))
+    sha = submit_file(s3_store, source, Claims("case-1", "tester")).sha256
+    pipeline.ingest(context, workers=1)
+    (outcome,) = item_views.make_views(context, item_views.missing_views(context))
+    assert outcome.state == item_views.MADE
+    key = derivative_key(sha, "proxy.webm")
+    with s3_store.open(key) as handle:
+        whole = handle.read()
+    with item_views.open_range(context, key, 10, 99) as part:
+        assert part.read() == whole[10:100]
+    local = init_context(make_settings(tmp_path / "local"))
+    local.store.put(key, io.BytesIO(whole))
+    with item_views.open_range(local, key, 10, 99) as part:
+        assert part.read(90) == whole[10:100]
