@@ -7,7 +7,7 @@ decision and checks the timeline; exports a case's HTML report from the case pag
 offline with every http(s) request blocked. Works a recycled-photo case the way an analyst
 does: the case as submitted, search, side-by-side comparison with zoom, assignment, comment and
 decision, review-state filters, an export that leaves the other case out, and a form sent after
-logging in again. Saves docs/screenshots/queue.png, item.png, report.png, compare.png,
+logging in again. Saves docs/screenshots/queue.png, item.png, report.png, compare.png, view.png,
 queue-review.png and map.png.
 """
 
@@ -551,6 +551,8 @@ def test_full_size_view_zooms_and_video_proxy_plays(
     image = _wait(browser, ec.presence_of_element_located((By.ID, "full-view")))
     _wait(browser, lambda d: d.execute_script("return arguments[0].naturalWidth", image) > 0)
     fit = browser.execute_script("return arguments[0].getBoundingClientRect().width", image)
+    browser.find_element(By.CSS_SELECTOR, "label[for=zoom-1]").click()
+    browser.find_element(By.ID, "view").screenshot(str(SCREENSHOTS / "view.png"))
     browser.find_element(By.CSS_SELECTOR, "label[for=zoom-2]").click()
     zoomed = browser.execute_script("return arguments[0].getBoundingClientRect().width", image)
     natural = browser.execute_script("return arguments[0].naturalWidth", image)
