@@ -108,12 +108,18 @@ def test_jpeg_view_keeps_the_orientation_for_the_page(tmp_path: Path) -> None:
     assert views.jpeg_view(io.BytesIO(photo(2)), tmp_path / "v2.jpg", None).orientation == 1
 
 
-@pytest.mark.parametrize(("fmt", "save"), [("png", "PNG"), ("webp", "WEBP"), ("tiff", "TIFF")])
+@pytest.mark.parametrize(
+    ("fmt", "save"),
+    [("png", "PNG"), ("webp", "WEBP"), ("tiff", "TIFF"), ("heif", "HEIF"), ("avif", "AVIF")],
+)
 def test_other_formats_are_reencoded_bounded_upright_and_bare(
     tmp_path: Path, fmt: str, save: str
 ) -> None:
     """A 1200x800 photo turned by EXIF orientation 6 becomes an upright JPEG within max_px,
     with no EXIF, XMP or ICC profile."""
+    from verification.media.image import register_heif
+
+    register_heif()
     source = tmp_path / f"in.{fmt}"
     exif = Image.Exif()
     exif[0x0112] = 6
