@@ -31,7 +31,7 @@ from fastapi.responses import (
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from evidence_review import security, upload, views, workflow
+from evidence_review import media, security, upload, views, workflow
 from evidence_review.rendering import base_of as _base
 from evidence_review.rendering import ctx_of as _ctx
 from evidence_review.rendering import render as _render
@@ -53,7 +53,7 @@ CASE = Annotated[str, PathParam(min_length=1, max_length=200)]
 CHUNK = 1024 * 1024
 BASE_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-    "frame-ancestors 'self'; base-uri 'none'; img-src 'self'"
+    "frame-ancestors 'self'; base-uri 'none'; img-src 'self'; media-src 'self'"
 )
 
 
@@ -152,6 +152,7 @@ def _routes(app: FastAPI) -> None:
     app.post("/item/{sha}/original", dependencies=writes)(download_original)
     app.post("/cases/{case}/export", dependencies=writes)(export_case)
     workflow.register(app, writes)
+    media.register(app)
     upload.register(app, _ctx, _secret, _render, BASE_CSP)
 
 
@@ -264,6 +265,7 @@ def item_page(request: Request, ref: ITEM_REF, user: GetUserDep) -> Response:
         map=views.map_view(record),
         tile=views.tile_url(tile, *center) if tile and center else None,
         images=views.image_derivatives(record),
+        media=media.media_states(events, report["item"]["kind"]),
         duplicates=views.duplicates_earliest_first(record),
         events=events,
         withheld=withheld,

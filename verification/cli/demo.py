@@ -112,7 +112,11 @@ def _run(ctx: Context, demo: Settings, direct: bool) -> tuple[list[Outcome], boo
             "\n2. Processing incoming/ directly (preserve, hash, identify, extract, check, dedupe, record)\n"
         )
         sys.stdout.flush()
-        return pipeline.process_batch(ctx, keys, workers=demo.workers), True
+        outcomes = pipeline.process_batch(ctx, keys, workers=demo.workers)
+        from verification.pipeline.views import make_views
+
+        make_views(ctx, [o.item for o in outcomes if o.item])  # as the DAG's views task does
+        return outcomes, True
     print(
         "\n2. Running the Airflow DAG evidence_intake over incoming/ (dag.test(), embedded SQLite)\n"
     )

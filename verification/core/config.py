@@ -135,6 +135,26 @@ class Settings(BaseSettings):
         120.0, gt=0, description="Seconds one video's decoding may take before it is abandoned."
     )
     keyframes: int = Field(8, ge=1, le=64, description="Evenly spaced keyframes kept per video.")
+    view_max_px: int = Field(
+        4096,
+        ge=256,
+        le=16384,
+        description="Long side (pixels) of the full-size view made for photos that are not JPEG "
+        "(re-encoded within the decode budget); a JPEG's view keeps its own size.",
+    )
+    proxy_max_px: int = Field(
+        1280,
+        ge=160,
+        le=3840,
+        description="Long side (pixels) of the browser-playable proxy made for each video "
+        "(1280: 720p for 16:9).",
+    )
+    proxy_timeout: float = Field(
+        900.0,
+        gt=0,
+        description="Seconds making one video's proxy may take before the transcoder is killed "
+        "and the failure recorded.",
+    )
     max_image_pixels: int = Field(
         200_000_000, description="Images larger than this are refused as decompression bombs."
     )
