@@ -174,6 +174,7 @@ def queue_page(
     review_: Annotated[str, Query(alias="review")] = "",
     mine: str = "",
     q: str = "",
+    fixity: str = "",
     *,
     user: GetUserDep,
 ) -> HTMLResponse:
@@ -182,6 +183,11 @@ def queue_page(
     scope = scope_of(request, user)
     if case:
         require_case(request, case, user)
+    if fixity and fixity not in review.FIXITY_FILTERS:
+        choices = ", ".join(review.FIXITY_FILTERS)
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, f"fixity must be one of {choices}, not {fixity!r}"
+        )
     filters = review.QueueFilters(
         cases=scope.cases,
         case=case or None,
@@ -193,6 +199,7 @@ def queue_page(
         review=review_ or None,
         assignee=security.analyst_name(user) if _checkbox(mine, "mine") else None,
         search=q.strip() or None,
+        fixity=fixity or None,
     )
     try:
         result = review.queue(ctx.engine, filters, sort, page, page_size)
@@ -210,6 +217,7 @@ def queue_page(
         "review": review_,
         "mine": mine,
         "q": q,
+        "fixity": fixity,
     }
     return _render(
         request,
@@ -224,6 +232,7 @@ def queue_page(
         statuses=review.STATUSES,
         sorts=review.SORT_LABELS,
         reviews=review.REVIEW_FILTERS,
+        fixities=review.FIXITY_FILTERS,
         problems=review.intake_problems(ctx.engine, limit=0, visible=scope.cases),
         link=lambda n: "?" + urlencode({**{k: v for k, v in chosen.items() if v}, "page": n}),
     )

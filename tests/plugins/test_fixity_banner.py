@@ -60,3 +60,36 @@ def test_intact_item_has_no_banner(
 ) -> None:
     """An original that passed its check shows no banner."""
     assert 'id="fixity-banner"' not in _page(airflow_home, tokens, evidence, "hostile")
+
+
+def test_queue_shows_fixity_and_filters_the_damaged_originals(
+    airflow_home: dict[str, str], tokens: dict[str, str], evidence: Evidence
+) -> None:
+    """The queue has a fixity column and a filter: "failed or missing" lists exactly the tampered
+    and the deleted original; an unknown filter value is the page's own 400, not JSON."""
+    import re
+
+    from evidence_review.app import build_app
+    from fastapi.testclient import TestClient
+
+    with TestClient(build_app(lambda: evidence.ctx), follow_redirects=False) as client:
+        client.cookies.set("_token", tokens["viewer"])
+        failed = client.get("/?fixity=failed")
+        assert failed.status_code == 200
+        listed = set(re.findall(r'<a class="mono" href="/item/([0-9a-f]{64})">', failed.text))
+        assert listed == {evidence.items["kyiv"], evidence.items["lagos"]}
+        assert 'id="fixity-filter"' in failed.text
+        assert '<option value="failed" selected>' in failed.text
+        everything = client.get("/").text
+        assert re.search(
+            r'<td class="fixity"><span class="badge sev-critical"[^>]*>failure<', everything
+        )
+        assert re.search(
+            r'<td class="fixity"><span class="badge sev-critical"[^>]*>missing<', everything
+        )
+        verified = client.get("/?fixity=success").text
+        assert evidence.items["kyiv"] not in verified and evidence.items["hostile"] in verified
+        bad = client.get("/?fixity=whatever")
+        assert bad.status_code == 400
+        assert bad.headers["content-type"].startswith("text/html")
+        assert "fixity must be one of failed, success, not-run" in bad.text

@@ -124,6 +124,11 @@ class QueueRow:
     decision: str | None = None
     disagree: bool = False
     assignee: str | None = None
+    fixity: str = "success"  # the last fixity check's outcome (preservation's at first)
+
+
+# The queue's fixity filter: value -> label.
+FIXITY_FILTERS = {"failed": "failed or missing", "success": "verified", "not-run": "could not run"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +314,7 @@ def _row(item: Item, findings: tuple[tuple[str, str], ...], review: ItemReview |
         decision=review.decision if review else None,
         disagree=bool(review and review.disagree),
         assignee=review.assignee if review else None,
+        fixity=item.fixity,
     )
 
 
