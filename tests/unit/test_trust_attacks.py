@@ -244,6 +244,32 @@ def test_chain_resigned_with_a_new_key_fails_verify(
     assert f"signed by key {new_key[:16]}…, which is not a pinned installation key" in err
 
 
+def test_resigned_chain_is_broken_in_show_and_on_the_item_report(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What an analyst reads agrees with `custody verify`: `evidence show` and the item report
+    behind the review page and the exports check the chain under the pinned keys, so a chain
+    re-signed with a key registered only in the database is not shown as verified."""
+    from verification.core.config import load_settings
+    from verification.pipeline import open_context
+    from verification.pipeline.records import item_report
+    from verification.pipeline.trust import forget_pinned_keys
+
+    victim, intact = items(home)[0], items(home)[1]
+    new_key = _resign_with_new_key(home, victim)
+    forget_pinned_keys()
+    code, out, _ = run(capsys, "show", victim)
+    assert "BROKEN" in out and "not a pinned installation key" in out
+    ctx = open_context(load_settings())
+    try:
+        custody = item_report(ctx, victim)["custody"]
+        assert custody["verified"] is False
+        assert f"signed by key {new_key[:16]}" in custody["problem"]
+        assert item_report(ctx, intact)["custody"]["verified"] is True
+    finally:
+        ctx.engine.dispose()
+
+
 def test_anchor_forged_with_a_new_key_is_not_trusted(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

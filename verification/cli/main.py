@@ -407,9 +407,11 @@ def _rotate_key(ctx: Any, path: Path) -> int:
     from verification.ledger.anchors import rotate_key
     from verification.ledger.custody import Ledger, timestamp
     from verification.ledger.signing import create_key
+    from verification.pipeline.trust import forget_pinned_keys
 
     new = create_key(path)
     doc = rotate_key(ctx.store, ctx.ledger.signer, new, timestamp())
+    forget_pinned_keys()
     Ledger(ctx.engine, new).register_key()
     print(f"anchor #{doc['seq']}: key {new.key_id} replaces {ctx.ledger.signer.key_id}")
     print(printable(f"now point EVIDENCE_KEY_PATH at {path} (and move the old key off this host)"))

@@ -30,6 +30,7 @@ from verification.ledger.anchors import AnchorError
 from verification.ledger.custody import VerifyReport
 from verification.ledger.models import Checkpoint, Event, Item, utcnow
 from verification.pipeline import Context, vault_key
+from verification.pipeline.trust import forget_pinned_keys
 from verification.storage import ObjectNotFound, ObjectStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -358,7 +359,8 @@ def write_checkpoint(ctx: Context) -> Checkpoint:
     signer = ctx.ledger.signer
     assert signer is not None
     heads_read_at = timestamp()
-    pin_key(ctx.store, signer, heads_read_at)  # an installation from before key pins
+    if pin_key(ctx.store, signer, heads_read_at) is not None:  # from before key pins
+        forget_pinned_keys()
     state = check_anchors(read_anchors(ctx.store), ctx.settings.trusted_keys)
     if not state.ok or signer.key_id not in state.trusted:
         problem = state.failures[0] if state.failures else "the signing key is not pinned"
@@ -408,7 +410,9 @@ def pin_installation_key(ctx: Context) -> dict[str, Any] | None:
     from verification.ledger.custody import timestamp
 
     assert ctx.ledger.signer is not None
-    return pin_key(ctx.store, ctx.ledger.signer, timestamp())
+    pin = pin_key(ctx.store, ctx.ledger.signer, timestamp())
+    forget_pinned_keys()
+    return pin
 
 
 def verify_collection(ctx: Context, item: str | None = None) -> VerifyReport:
