@@ -18,6 +18,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from evidence_review import security
+from evidence_review.orientation import ORIENTATION_CSS, zoom_levels
 from evidence_review.rendering import ctx_of, render, require_visible
 from verification.media.views import PROXY_NAME, VIEW_NAME
 from verification.pipeline.views import VIEW_NAMES, open_range, recorded_view, view_state
@@ -25,21 +26,6 @@ from verification.pipeline.views import VIEW_NAMES, open_range, recorded_view, v
 SHA = Annotated[str, PathParam(pattern="^[0-9a-f]{64}$")]
 CHUNK = 256 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-FIT_BOX = (1100, 760)  # the view page's frame, in CSS pixels
-
-# EXIF orientation -> CSS transform (origin top left) that shows the stored picture upright;
-# the translations bring the turned picture back into its box. A JPEG's view keeps the stored
-# pixels (its metadata, the orientation with it, is removed), so the page turns it.
-ORIENTATION_CSS = {
-    1: "none",
-    2: "scaleX(-1) translateX(-100%)",
-    3: "rotate(180deg) translate(-100%, -100%)",
-    4: "scaleY(-1) translateY(-100%)",
-    5: "rotate(90deg) scaleY(-1)",
-    6: "rotate(90deg) translateY(-100%)",
-    7: "rotate(90deg) scaleX(-1) translate(-100%, -100%)",
-    8: "rotate(270deg) translateX(-100%)",
-}
 
 
 def register(app: FastAPI) -> None:
@@ -61,30 +47,6 @@ def media_states(events: Any, kind: str) -> dict[str, Any]:
         return {"name": name, "state": "not-prepared", "detail": {}}
     state = "ready" if found["outcome"] == "success" else "failed"
     return {"name": name, "state": state, "detail": found}
-
-
-def zoom_levels(width: int, height: int, orientation: int) -> list[dict[str, Any]]:
-    """Zoom steps for the view page: label, picture size (as stored) and frame content size
-    (as shown, turned), in CSS pixels. Fit, then 100 % and 200 % (or 2x and 4x of a small one)."""
-    turned = orientation in {5, 6, 7, 8}
-    shown_w, shown_h = (height, width) if turned else (width, height)
-    fit = min(FIT_BOX[0] / shown_w, FIT_BOX[1] / shown_h)
-    steps = [("fit", fit), ("100 %", 1.0), ("200 %", 2.0)] if fit < 1 else []
-    steps = steps or [("fit", fit), ("2× fit", 2 * fit), ("4× fit", 4 * fit)]
-    levels = []
-    for index, (label, scale) in enumerate(steps):
-        w, h = round(width * scale), round(height * scale)
-        levels.append(
-            {
-                "id": f"zoom-{index}",
-                "label": label,
-                "img_w": w,
-                "img_h": h,
-                "box_w": h if turned else w,
-                "box_h": w if turned else h,
-            }
-        )
-    return levels
 
 
 def view_page(request: Request, sha: SHA, user: GetUserDep) -> HTMLResponse:

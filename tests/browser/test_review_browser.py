@@ -173,6 +173,21 @@ def browser(tmp_path_factory: pytest.TempPathFactory, server: str) -> Iterator[A
         shutil.rmtree(profile, ignore_errors=True)
 
 
+def _gone(element: Any) -> Any:
+    """Like ``staleness_of``, but Chromium may also answer a reloaded page's old node with "Node
+    with given id does not belong to the document" rather than a stale-element error."""
+    from selenium.common.exceptions import WebDriverException
+
+    def check(_: Any) -> bool:
+        try:
+            element.is_enabled()
+        except WebDriverException:  # StaleElementReferenceException included
+            return True
+        return False
+
+    return check
+
+
 def _wait(driver: Any, condition: Any) -> Any:
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -382,7 +397,7 @@ def _apply(browser: Any, **fields: str) -> None:
 
     page = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.ID, "apply-filters").click()
-    _wait(browser, ec.staleness_of(page))
+    _wait(browser, _gone(page))
     _wait(browser, ec.presence_of_element_located((By.ID, "queue")))
 
 
@@ -448,12 +463,16 @@ def test_analyst_works_a_recycled_photo_case(
     browser.find_element(By.ID, "assign").click()
     _wait(browser, ec.presence_of_element_located((By.ID, "assignee")))
     browser.find_element(By.ID, "comment").send_keys("Earlier copy is case-kyiv's market photo.")
+    before = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.ID, "add-comment").click()
+    _wait(browser, _gone(before))  # the assignment's page already has a #remarks list
     remarks = _wait(browser, ec.presence_of_element_located((By.ID, "remarks")))
     assert "Earlier copy is case-kyiv" in remarks.text
     Select(browser.find_element(By.ID, "decision")).select_by_value("rejected")
     browser.find_element(By.ID, "note").send_keys("Recycled: a resized copy of a Kyiv photo.")
+    before = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.ID, "record-decision").click()
+    _wait(browser, _gone(before))
     _wait(browser, ec.presence_of_element_located((By.ID, "decision-history")))
 
     # Review state in the queue: decided, mine.

@@ -4,9 +4,9 @@ stored picture (the same mapping the analysis applies to thumbnails)."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,11 +57,18 @@ def _stored() -> Image.Image:
 
 def _render(tmp: Path, orientation: int) -> Path:
     """The view page from the plugin's own template, the picture beside it."""
-    sys.path.insert(0, str(PLUGINS))
-    try:
-        from evidence_review.media import ORIENTATION_CSS, zoom_levels
-    finally:
-        sys.path.remove(str(PLUGINS))
+    # Loaded from its file: importing the plugin package would configure Airflow in this
+    # process with its defaults, which the plugin tests that follow would then inherit.
+    spec = importlib.util.spec_from_file_location(
+        "evidence_review_orientation", PLUGINS / "evidence_review" / "orientation.py"
+    )
+    assert spec is not None and spec.loader is not None
+    orientation_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(orientation_module)
+    ORIENTATION_CSS, zoom_levels = (
+        orientation_module.ORIENTATION_CSS,
+        orientation_module.zoom_levels,
+    )
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
     sha = "ab" * 32

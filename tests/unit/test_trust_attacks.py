@@ -258,7 +258,7 @@ def test_resigned_chain_is_broken_in_show_and_on_the_item_report(
     victim, intact = items(home)[0], items(home)[1]
     new_key = _resign_with_new_key(home, victim)
     forget_pinned_keys()
-    code, out, _ = run(capsys, "show", victim)
+    _, out, _ = run(capsys, "show", victim)
     assert "BROKEN" in out and "not a pinned installation key" in out
     ctx = open_context(load_settings())
     try:
