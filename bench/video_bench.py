@@ -1,0 +1,129 @@
+"""Video keyframes at the speed of the container: `python -m bench video`.
+
+Generates (once, into bench/out/) three 20 s 1080p H.264 clips with a keyframe every 2 s, and,
+unless ``--quick``, one large 1080p clip of several hundred MB, all with ffmpeg. For each clip it
+prints, best of three runs:
+
+- ours: ``analyse()`` of the clip (box reader, C2PA, and the keyframe child process: 8 seeks,
+  JPEG derivatives, PDQ hashes), and the child alone with its peak resident memory;
+- the anchor: a bare PyAV child that opens the clip and seeks to the keyframe at or before the
+  same 8 times, decoding one frame each (``container.seek(..., backward=True)``), nothing else;
+- ratio ours / anchor (goal <= 1.5x), and the child's peak RSS, which should not grow with the
+  size of the file.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import proctree
+
+OUT = Path(__file__).resolve().parent / "out"
+KEYFRAMES = 8
+GOAL = 1.5
+ROOT = Path(__file__).resolve().parents[1]
+
+# The anchor: open, and for each evenly spaced time seek to the keyframe at or before it and
+# decode the first frame there. Same times as ours (verification.media.video_worker).
+ANCHOR = """
+import sys, av
+with av.open(sys.argv[1]) as c:
+    s = c.streams.video[0]
+    d = float(s.duration * s.time_base) if s.duration else c.duration / 1e6
+    n = int(sys.argv[2])
+    for i in range(n):
+        c.seek((s.start_time or 0) + int(i * d / n / s.time_base), backward=True,
+               any_frame=False, stream=s)
+        s.codec_context.flush_buffers()
+        f = next(c.decode(s))
+"""
+
+
+def make_clip(path: Path, seconds: int, bitrate: str, seed: int) -> None:
+    """A 1080p30 H.264 clip of moving test patterns, keyframe every 60 frames (2 s)."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        msg = "ffmpeg is needed to generate the clips"
+        raise RuntimeError(msg)
+    source = f"testsrc2=size=1920x1080:rate=30,hue=h={seed * 40}"
+    args = [ffmpeg, "-v", "error", "-y", "-f", "lavfi", "-i", source, "-t", str(seconds)]
+    args += ["-c:v", "libx264", "-preset", "ultrafast", "-b:v", bitrate, "-maxrate", bitrate]
+    args += ["-bufsize", bitrate, "-g", "60", "-keyint_min", "60", "-pix_fmt", "yuv420p"]
+    tmp = path.with_suffix(".part.mp4")
+    subprocess.run([*args, str(tmp)], check=True)
+    tmp.replace(path)
+
+
+def clips(quick: bool) -> list[Path]:
+    """Create (or reuse) the clips."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    wanted = [(f"clip-1080p-20s-{i}.mp4", 20, "8M", i) for i in range(3)]
+    if not quick:
+        wanted.append(("clip-1080p-large.mp4", 120, "40M", 3))
+    paths = []
+    for name, seconds, bitrate, seed in wanted:
+        path = OUT / name
+        if not path.exists():
+            print(f"generating {name} ({seconds} s at {bitrate}b/s) ...", flush=True)
+            make_clip(path, seconds, bitrate, seed)
+        paths.append(path)
+    return paths
+
+
+def best(argv: list[str], repeat: int = 3) -> proctree.Run:
+    """The fastest of ``repeat`` runs of ``argv`` (wall time and peak tree memory)."""
+    return min((proctree.run(argv, cwd=ROOT) for _ in range(repeat)), key=lambda r: r.seconds)
+
+
+def measure(py: str, path: Path) -> tuple[proctree.Run, proctree.Run]:
+    """Our keyframe child and the bare PyAV anchor on one clip."""
+    with tempfile.TemporaryDirectory(prefix="bench-video-") as tmp:
+        worker = [py, "-m", "verification.media.video_worker", str(path), tmp, str(KEYFRAMES)]
+        child = best(worker)
+    return child, best([py, "-c", ANCHOR, str(path), str(KEYFRAMES)])
+
+
+def ours_analyse(path: Path) -> float:
+    """Wall seconds of the full analysis of the clip, in this process (the child included)."""
+    from verification.core.config import Settings
+    from verification.media import analyse
+
+    start = time.perf_counter()
+    result = analyse(path, "mp4", Settings())
+    seconds = time.perf_counter() - start
+    if result.findings or len(result.perceptual["keyframes"]) == 0:
+        msg = f"{path.name}: analysis failed: {[f.message for f in result.findings]}"
+        raise RuntimeError(msg)
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the table; exit 1 when a clip misses the 1.5x goal."""
+    argv = list(argv or [])
+    paths = clips("--quick" in argv)
+    py = sys.executable
+    print(
+        f"{'clip':<24} {'MB':>6} {'analyse s':>9} {'child s':>8} {'child MiB':>9} "
+        f"{'PyAV s':>7} {'PyAV MiB':>8} {'ratio':>6}  goal <= {GOAL}x"
+    )
+    status = 0
+    for path in paths:
+        child, anchor = measure(py, path)
+        analysed = min(ours_analyse(path) for _ in range(3))
+        ratio = analysed / anchor.seconds
+        status = status or int(ratio > GOAL)
+        print(
+            f"{path.name:<24} {path.stat().st_size / 1e6:>6.0f} {analysed:>9.3f} "
+            f"{child.seconds:>8.3f} {child.peak_mib:>9.0f} {anchor.seconds:>7.3f} "
+            f"{anchor.peak_mib:>8.0f} {ratio:>5.2f}x"
+        )
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
