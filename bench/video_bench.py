@@ -44,15 +44,16 @@ with av.open(sys.argv[1]) as c:
 """
 
 
-def make_clip(path: Path, seconds: int, bitrate: str, seed: int) -> None:
-    """A 1080p30 H.264 clip of moving test patterns, keyframe every 60 frames (2 s)."""
+def make_clip(path: Path, seconds: int, bitrate: str, seed: int, preset: str) -> None:
+    """A 1080p30 H.264 clip of moving test patterns with sensor-like grain (so keyframes cost
+    what a camera's do to decode), a keyframe about every 2 s."""
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         msg = "ffmpeg is needed to generate the clips"
         raise RuntimeError(msg)
-    source = f"testsrc2=size=1920x1080:rate=30,hue=h={seed * 40}"
+    source = f"testsrc2=size=1920x1080:rate=30,hue=h={seed * 40},noise=alls=12:allf=t"
     args = [ffmpeg, "-v", "error", "-y", "-f", "lavfi", "-i", source, "-t", str(seconds)]
-    args += ["-c:v", "libx264", "-preset", "ultrafast", "-b:v", bitrate, "-maxrate", bitrate]
+    args += ["-c:v", "libx264", "-preset", preset, "-b:v", bitrate, "-maxrate", bitrate]
     args += ["-bufsize", bitrate, "-g", "60", "-keyint_min", "60", "-pix_fmt", "yuv420p"]
     tmp = path.with_suffix(".part.mp4")
     subprocess.run([*args, str(tmp)], check=True)
@@ -62,15 +63,15 @@ def make_clip(path: Path, seconds: int, bitrate: str, seed: int) -> None:
 def clips(quick: bool) -> list[Path]:
     """Create (or reuse) the clips."""
     OUT.mkdir(parents=True, exist_ok=True)
-    wanted = [(f"clip-1080p-20s-{i}.mp4", 20, "8M", i) for i in range(3)]
+    wanted = [(f"clip-1080p-20s-{i}.mp4", 20, "12M", i, "veryfast") for i in range(3)]
     if not quick:
-        wanted.append(("clip-1080p-large.mp4", 120, "40M", 3))
+        wanted.append(("clip-1080p-large.mp4", 120, "40M", 3, "ultrafast"))
     paths = []
-    for name, seconds, bitrate, seed in wanted:
+    for name, seconds, bitrate, seed, preset in wanted:
         path = OUT / name
         if not path.exists():
             print(f"generating {name} ({seconds} s at {bitrate}b/s) ...", flush=True)
-            make_clip(path, seconds, bitrate, seed)
+            make_clip(path, seconds, bitrate, seed, preset)
         paths.append(path)
     return paths
 

@@ -23,6 +23,8 @@ import json
 import os
 import signal
 import sys
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,8 @@ JPEG_QUALITY = 85
 FAULT_ENV = "EVIDENCE_TEST_VIDEO_WORKER_FAULT"
 # Packets demuxed after a seek before giving up on finding a frame there (a broken index).
 MAX_PACKETS_PER_SEEK = 256
+# Decoded frames waiting for their JPEG and hash at most (memory bound).
+IN_FLIGHT = 2
 
 
 def _fault_hook() -> None:
@@ -82,20 +86,21 @@ def _fit(width: int, height: int, limit: int) -> tuple[int, int]:
 def save_keyframe(frame: Any, path: Path) -> dict[str, Any]:
     """Write the frame as a JPEG of at most KEYFRAME_PX and return its PDQ hash.
 
-    FFmpeg's scaler (area averaging) shrinks the decoded picture twice: to KEYFRAME_PX for the
-    JPEG (Pillow) and to about PDQ_PX for the hash, the size photos are hashed at.
+    FFmpeg's scaler (area averaging) converts and shrinks the decoded picture to KEYFRAME_PX for
+    the JPEG (Pillow); the hash is taken on that picture shrunk again (box filter) to about
+    PDQ_PX, the size photos are hashed at.
     """
     import numpy as np
     import pdqhash
     from PIL import Image
 
-    width, height = frame.width, frame.height
-    w, h = _fit(width, height, KEYFRAME_PX)
-    picture = frame.reformat(w, h, format="rgb24", interpolation="AREA").to_ndarray()
-    Image.fromarray(picture).save(path, "JPEG", quality=JPEG_QUALITY)
-    w, h = _fit(width, height, PDQ_PX)
-    small = frame.reformat(w, h, format="rgb24", interpolation="AREA").to_ndarray()
-    vector, quality = pdqhash.compute(np.ascontiguousarray(small))
+    w, h = _fit(frame.width, frame.height, KEYFRAME_PX)
+    picture = Image.fromarray(
+        frame.reformat(w, h, format="rgb24", interpolation="AREA").to_ndarray()
+    )
+    picture.save(path, "JPEG", quality=JPEG_QUALITY)
+    small = picture.resize(_fit(w, h, PDQ_PX), Image.Resampling.BOX)
+    vector, quality = pdqhash.compute(np.asarray(small))
     return {"pdq": np.packbits(vector.astype(np.uint8)).tobytes().hex(), "quality": int(quality)}
 
 
@@ -123,20 +128,26 @@ def _position(pts: int | None, stream: Any, fps: float | None) -> dict[str, Any]
 
 
 def extract(path: Path, out_dir: Path, wanted: int) -> dict[str, Any]:
-    """Stream facts plus up to ``wanted`` keyframes; ``error`` set when nothing decodes."""
+    """Stream facts plus up to ``wanted`` keyframes; ``error`` set when nothing decodes.
+
+    One thread seeks and decodes while another writes the JPEGs and hashes (FFmpeg decodes
+    without holding the interpreter lock, so the two overlap, and the hashing libraries load
+    while the first frame decodes); at most IN_FLIGHT decoded frames wait, so memory does not
+    grow with the number of keyframes or the length of the video.
+    """
     import av
-    from PIL import __version__ as pillow_version
 
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except (av.FFmpegError, UnicodeDecodeError) as error:
         return {"error": f"VideoNotOpened:{type(error).__name__}"}
-    with container:
+    with container, ThreadPoolExecutor(max_workers=1) as pool:
         if not container.streams.video:
             return {"error": "NoVideoStream"}
         stream = container.streams.video[0]
         facts = stream_facts(container, stream)
         keyframes: list[dict[str, Any]] = []
+        pending: deque[tuple[dict[str, Any], Future[dict[str, Any]]]] = deque()
         seen: set[int] = set()
         for seconds in target_times(facts["duration_s"], wanted):
             try:
@@ -145,17 +156,27 @@ def extract(path: Path, out_dir: Path, wanted: int) -> dict[str, Any]:
                 continue
             if frame is None or (frame.pts is not None and frame.pts in seen):
                 continue
-            entry = _position(frame.pts, stream, facts["fps"])
             seen.add(frame.pts)
-            name = f"frame-{len(keyframes):02d}.jpg"
-            entry.update(save_keyframe(frame, out_dir / name), file=name)
+            entry = _position(frame.pts, stream, facts["fps"])
+            entry["file"] = f"frame-{len(keyframes):02d}.jpg"
             keyframes.append(entry)
+            pending.append((entry, pool.submit(save_keyframe, frame, out_dir / entry["file"])))
+            while len(pending) >= IN_FLIGHT:
+                _finish(*pending.popleft())
+        while pending:
+            _finish(*pending.popleft())
         facts["keyframes"] = keyframes
         if not keyframes:
             facts["error"] = "NoDecodableFrames"
-        facts["pyav"] = av.__version__
-        facts["pillow"] = pillow_version
+        from PIL import __version__ as pillow_version
+
+        facts["pyav"], facts["pillow"] = av.__version__, pillow_version
         return facts
+
+
+def _finish(entry: dict[str, Any], future: Future[dict[str, Any]]) -> None:
+    file = entry.pop("file")
+    entry.update(future.result(), file=file)
 
 
 def main(argv: list[str]) -> int:
