@@ -117,22 +117,26 @@ def test_keyframes_are_the_decoded_keyframes_not_the_requested_times(video: Path
 
 
 @needs_ffmpeg
-def test_keyframe_times_are_those_ffprobe_lists(tmp_path: Path) -> None:
-    """On an H.264 clip with a keyframe every second, the recorded times are exactly the
-    keyframes' presentation times as ffprobe reports them."""
+@pytest.mark.parametrize("gop", ["closed", "open"])
+def test_keyframe_times_are_those_ffprobe_lists(tmp_path: Path, gop: str) -> None:
+    """On an H.264 clip with B-frames and a keyframe every second (closed GOPs, or open ones
+    whose leading frames refer back across the keyframe), the recorded times are exactly the
+    presentation times of the packets ffprobe lists as keyframes."""
     path = tmp_path / "gop.mp4"
     args = [FFMPEG or "ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i"]
     args += ["testsrc=size=320x240:rate=25", "-t", "4", "-c:v", "libx264", "-g", "25"]
-    subprocess.run([*args, "-sc_threshold", "0", "-bf", "2", str(path)], check=True, timeout=60)
+    args += ["-x264-params", f"open-gop={int(gop == 'open')}", "-sc_threshold", "0", "-bf", "3"]
+    subprocess.run([*args, str(path)], check=True, timeout=60)
     ffprobe = shutil.which("ffprobe") or "ffprobe"
-    query = ["-skip_frame", "nokey", "-select_streams", "v:0", "-show_entries", "frame=pts_time"]
+    query = ["-select_streams", "v:0", "-show_entries", "packet=pts_time,flags"]
     probe = subprocess.run(
         [ffprobe, "-v", "error", *query, "-of", "csv=p=0", str(path)],
         check=True,
         capture_output=True,
         text=True,
     )
-    listed = [float(line.strip(",")) for line in probe.stdout.split() if line.strip(",")]
+    rows = [line.split(",") for line in probe.stdout.split()]
+    listed = sorted(float(pts) for pts, flags, *_ in rows if flags.startswith("K"))
     start = listed[0]
     keyframes = analyse(path, "mp4", SETTINGS).perceptual["keyframes"]
     assert [k["time_s"] for k in keyframes] == pytest.approx([t - start for t in listed])
