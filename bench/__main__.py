@@ -1,6 +1,6 @@
 """Run the benchmarks: `python -m bench` (the intake figures: speed, scale), `python -m bench all`,
 or by name: `python -m bench speed scale media video memory dedup compression queue e2e airflow
-conformance upload`.
+conformance upload views`.
 
 Each benchmark prints its own figures and the ratios against its anchors (sha256sum, exiftool,
 `evidence ingest`). Figures depend on the machine and its load: compare runs on the same machine.
@@ -55,6 +55,10 @@ BENCHMARKS = {
         "evidence_intake DAG vs `evidence ingest` on the same photos",
     ),
     "conformance": ("bench.conformance", "metadata agreement with ExifTool on ../shared/corpus"),
+    "views": (
+        "bench.views_bench",
+        "full-size photo views and video proxies vs hashing and the intake's analysis",
+    ),
     "upload": (
         "bench.upload_bench",
         "the upload page's SHA-256 in Chromium vs hashlib; signed parts vs boto3 to moto",

@@ -19,6 +19,12 @@ and record every step in the custody ledger.
    `pending`, each with its reason). It fails the run when anything was not processed, so a red
    run always means work is left and `on_failure_callback` alerts; a rejected key is a recorded
    result and does not. No coordinates, ever; keys are escaped in the log.
+5. **views** (mapped, one task per batch, after the batches, beside the summary): the review
+   pages' full-size view of each new photo (a JPEG's own bytes minus its metadata) and a
+   browser-playable WebM proxy of each new video, from the vault copy, each recorded with a
+   `creation` custody event. Not on the batches' path: the summary does not wait for it. A
+   view that cannot be made (a truncated file) is recorded with the reason; the task fails
+   (and is retried) only when the store could not be read or written.
 
 Every step is idempotent: clear and re-run any task and the ledger gains no duplicate.
 The store is the `evidence_s3` Connection's bucket (else `EVIDENCE_*`); the ledger is
@@ -124,10 +130,33 @@ def evidence_intake() -> None:
         pipeline.check_complete(report)
         return report
 
+    @task(trigger_rule="all_done")  # the items a failed batch did record get their views too
+    def views(batch: list[str]) -> dict[str, int]:
+        """Full-size views of the batch's photos and proxies of its videos, each recorded; fails
+        (and is retried) only when the store could not be read or written."""
+        from verification import pipeline
+        from verification.pipeline import views as item_views
+
+        ctx = open_evidence_context(get_current_context())
+        items = [o.item for o in pipeline.recorded_outcomes(ctx, batch) if o.item]
+        outcomes = item_views.make_views(ctx, items)
+        counts: dict[str, int] = {}
+        for outcome in outcomes:
+            counts[outcome.state] = counts.get(outcome.state, 0) + 1
+            if outcome.state == item_views.FAILED:
+                log.warning("no %s for %s: %s", outcome.name, outcome.item[:12], outcome.reason)
+        log.info("views: %s", counts)
+        errors = [o.item[:12] for o in outcomes if o.state == item_views.ERROR]
+        if errors:
+            msg = f"{len(errors)} view(s) not made, the store could not be used: {errors}"
+            raise RuntimeError(msg)
+        return counts
+
     keys = list_new()
     batches = make_batches(keys)
     done = process_batch.expand(batch=batches)
     done >> summary(keys)
+    done >> views.expand(batch=batches)
 
 
 dag = evidence_intake()

@@ -6,14 +6,21 @@ Every night, prove that every preserved original is still the byte sequence rece
 1. **fixity** (mapped over batches of items): re-read each vault object, recompute its SHA-256
    and record a `fixity check` custody event (`success`, `failure`, `missing` or `not-run`).
    Re-running the same DAG run records nothing new; the next night adds one event per item.
+   With `EVIDENCE_FIXITY_BUDGET_MB` (or the `budget_mb` param) a night checks only that many
+   MiB of originals, oldest-verified first, so a large collection is covered in rotation;
+   every original must still be checked within `EVIDENCE_FIXITY_CYCLE_DAYS`.
+   **untracked** lists objects under `vault/` and `derivatives/` that no item owns.
 2. **reprocess** (mapped): items whose newest record came from an older pipeline version get a
    new record; the old record and its events stay.
 3. **checkpoint**: a signed Merkle root over every chain head, copied write-once to
    `checkpoints/<created_at>.json` in the bucket, then time-stamped when
    `verification.ledger.timestamps` is installed.
-4. **verdict**: fails the run, after everything above is recorded, when an original failed its
-   check, is missing or could not be read at all (`not-run` is never a pass), when an item could
-   not be reprocessed, or when a batch did not finish. The DAG's `on_failure_callback`
+4. **custody**: `evidence custody verify` (every chain under the pinned keys, reconciled with
+   the items, the vault objects and the anchored checkpoints).
+5. **verdict**: fails the run, after everything above is recorded, when an original failed its
+   check, is missing or could not be read at all (`not-run` is never a pass), when an object is
+   untracked, when an original is overdue for its check, when custody verification fails, when
+   an item could not be reprocessed, or when a batch did not finish. The DAG's `on_failure_callback`
    (`evidence_common.notify_failure`) is where e-mail or chat alerts are wired.
 
 Schedule: `EVIDENCE_NIGHTLY_SCHEDULE` (default 02:00 UTC).
@@ -53,6 +60,16 @@ log = logging.getLogger(__name__)
             500, type="integer", minimum=1, maximum=100_000, description="Items per fixity task."
         ),
         "reprocess": Param(True, type="boolean", description="Reprocess stale items."),
+        "budget_mb": Param(
+            None,
+            type=["null", "integer"],
+            minimum=0,
+            description="MiB of originals to check tonight, oldest-verified first "
+            "(default EVIDENCE_FIXITY_BUDGET_MB; 0 checks every original).",
+        ),
+        "verify_custody": Param(
+            True, type="boolean", description="Run custody verification after the checkpoint."
+        ),
     },
 )
 def evidence_nightly() -> None:
@@ -60,13 +77,33 @@ def evidence_nightly() -> None:
 
     @task
     def list_items(params: dict[str, Any] | None = None) -> list[list[str]]:
-        """Every item with a preserved original, in batches."""
+        """The originals due tonight (all of them without a budget), in batches."""
         from verification.pipeline import fixity
 
         ctx = open_evidence_context(get_current_context())
-        items = fixity.vault_items(ctx)
-        log.info("%s item(s) in the vault", len(items))
+        budget = (params or {}).get("budget_mb")
+        mib = ctx.settings.fixity_budget_mb if budget is None else int(budget)
+        items = fixity.due_items(ctx, mib * 1024 * 1024)
+        log.info("%s item(s) due for their fixity check", len(items))
         return fixity.batches(items, int((params or {}).get("batch_size") or 500))
+
+    @task
+    def untracked() -> list[str]:
+        """Object keys under vault/ and derivatives/ that no item owns."""
+        from verification.pipeline import fixity
+
+        ctx = open_evidence_context(get_current_context())
+        return [r.vault_key for r in fixity.untracked_objects(ctx)]
+
+    @task(trigger_rule="all_done")
+    def overdue() -> list[str]:
+        """Originals not checked within EVIDENCE_FIXITY_CYCLE_DAYS (after tonight's checks)."""
+        from verification.pipeline import fixity
+
+        context = get_current_context()
+        ctx = open_evidence_context(context)
+        moment = context.get("data_interval_end") or context.get("logical_date")
+        return fixity.overdue_items(ctx, ctx.settings.fixity_cycle_days, moment)
 
     @task
     def check_fixity(batch: list[str]) -> dict[str, Any]:
@@ -112,6 +149,16 @@ def evidence_nightly() -> None:
 
         return fixity.checkpoint_and_stamp(open_evidence_context(get_current_context()))
 
+    @task(trigger_rule="all_done")
+    def custody(params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Custody verification with reconciliation: its failures (or that it was skipped)."""
+        from verification.pipeline import fixity
+
+        if not (params or {}).get("verify_custody", True):
+            return {"skipped": True, "failures": []}
+        report = fixity.verify_collection(open_evidence_context(get_current_context()))
+        return {"skipped": False, "failures": [str(f) for f in report.failures]}
+
     @task(trigger_rule="all_done", retries=0)
     def verdict(
         fixity_batches: list[list[str]],
@@ -119,12 +166,14 @@ def evidence_nightly() -> None:
         stale_batches: list[list[str]],
         reprocess_results: list[dict[str, Any]],
         stored: dict[str, Any] | None,
+        trust: dict[str, Any],
     ) -> dict[str, Any]:
-        """Fail the run when an original failed, is missing or could not be checked, when an item
+        """Fail the run when an original failed, is missing or could not be checked, when an
+        object is untracked or an original overdue, when custody does not verify, when an item
         could not be reprocessed, or when any step did not finish."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        report = _report(fixity_results, reprocess_results, stored)
+        report = {**_report(fixity_results, reprocess_results, stored), **_trust(trust)}
         unfinished = (len(fixity_results) < len(fixity_batches)) or (
             len(reprocess_results) < len(stale_batches)
         )
@@ -141,6 +190,7 @@ def evidence_nightly() -> None:
             else "",
             "a fixity or reprocessing batch did not finish" if unfinished else "",
             "no checkpoint was written" if stored is None else "",
+            *_trust_reasons(report),
         ]
         reasons = [r for r in reasons if r]
         if reasons:
@@ -154,7 +204,12 @@ def evidence_nightly() -> None:
     reprocess_results = reprocess.expand(batch=stale_batches)
     stored = checkpoint()
     [fixity_results, reprocess_results] >> stored
-    verdict(fixity_batches, fixity_results, stale_batches, reprocess_results, stored)
+    planted, late = untracked(), overdue()
+    fixity_results >> late
+    verified = custody()
+    stored >> verified
+    trust = {"untracked": planted, "overdue": late, "custody": verified}
+    verdict(fixity_batches, fixity_results, stale_batches, reprocess_results, stored, trust)
 
 
 def _report(
@@ -186,6 +241,32 @@ def _report(
         "reprocess_failed": [sha[:12] for r in reprocess_results for sha in r["failed"]],
         "checkpoint": stored,
     }
+
+
+def _trust(trust: dict[str, Any]) -> dict[str, Any]:
+    """Untracked objects, overdue originals and custody failures (None: the task did not run)."""
+    custody = trust.get("custody")
+    return {
+        "untracked": trust.get("untracked"),
+        "overdue": trust.get("overdue"),
+        "custody": None if custody is None else custody["failures"],
+        "custody_skipped": bool(custody and custody["skipped"]),
+    }
+
+
+def _trust_reasons(report: dict[str, Any]) -> list[str]:
+    reasons = []
+    for name, words in (
+        ("untracked", "object(s) under vault/ or derivatives/ that no item owns (untracked)"),
+        ("overdue", "original(s) not checked within EVIDENCE_FIXITY_CYCLE_DAYS (overdue)"),
+        ("custody", "custody verification failure(s)"),
+    ):
+        found = report.get(name)
+        if found is None:
+            reasons.append(f"the {name} check did not finish")
+        elif found:
+            reasons.append(f"{len(found)} {words}, first: {str(found[0])[:120]}")
+    return reasons
 
 
 dag = evidence_nightly()

@@ -19,9 +19,14 @@ def make_settings(home: Path, **overrides: Any) -> Settings:
 
 
 def init_context(settings: Settings, store: ObjectStore | None = None, **kw: Any) -> Context:
-    """What `evidence init` does, then a pipeline context."""
+    """What `evidence init` does (the ledger, the key and its pin in the store), then a
+    pipeline context."""
+    from verification.pipeline.fixity import pin_installation_key
+
     initialise_ledger(settings).engine.dispose()
-    return open_context(settings, store=store, **kw)
+    ctx = open_context(settings, store=store, **kw)
+    pin_installation_key(ctx)
+    return ctx
 
 
 def photo(seed: int = 1, **exif: Any) -> bytes:

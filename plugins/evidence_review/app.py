@@ -31,7 +31,7 @@ from fastapi.responses import (
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from evidence_review import security, upload, views, workflow
+from evidence_review import media, security, upload, views, workflow
 from evidence_review.rendering import base_of as _base
 from evidence_review.rendering import ctx_of as _ctx
 from evidence_review.rendering import render as _render
@@ -53,7 +53,7 @@ CASE = Annotated[str, PathParam(min_length=1, max_length=200)]
 CHUNK = 1024 * 1024
 BASE_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-    "frame-ancestors 'self'; base-uri 'none'; img-src 'self'"
+    "frame-ancestors 'self'; base-uri 'none'; img-src 'self'; media-src 'self'"
 )
 
 
@@ -152,6 +152,7 @@ def _routes(app: FastAPI) -> None:
     app.post("/item/{sha}/original", dependencies=writes)(download_original)
     app.post("/cases/{case}/export", dependencies=writes)(export_case)
     workflow.register(app, writes)
+    media.register(app)
     upload.register(app, _ctx, _secret, _render, BASE_CSP)
 
 
@@ -173,6 +174,7 @@ def queue_page(
     review_: Annotated[str, Query(alias="review")] = "",
     mine: str = "",
     q: str = "",
+    fixity: str = "",
     *,
     user: GetUserDep,
 ) -> HTMLResponse:
@@ -181,6 +183,11 @@ def queue_page(
     scope = scope_of(request, user)
     if case:
         require_case(request, case, user)
+    if fixity and fixity not in review.FIXITY_FILTERS:
+        choices = ", ".join(review.FIXITY_FILTERS)
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, f"fixity must be one of {choices}, not {fixity!r}"
+        )
     filters = review.QueueFilters(
         cases=scope.cases,
         case=case or None,
@@ -192,6 +199,7 @@ def queue_page(
         review=review_ or None,
         assignee=security.analyst_name(user) if _checkbox(mine, "mine") else None,
         search=q.strip() or None,
+        fixity=fixity or None,
     )
     try:
         result = review.queue(ctx.engine, filters, sort, page, page_size)
@@ -209,6 +217,7 @@ def queue_page(
         "review": review_,
         "mine": mine,
         "q": q,
+        "fixity": fixity,
     }
     return _render(
         request,
@@ -223,6 +232,7 @@ def queue_page(
         statuses=review.STATUSES,
         sorts=review.SORT_LABELS,
         reviews=review.REVIEW_FILTERS,
+        fixities=review.FIXITY_FILTERS,
         problems=review.intake_problems(ctx.engine, limit=0, visible=scope.cases),
         link=lambda n: "?" + urlencode({**{k: v for k, v in chosen.items() if v}, "page": n}),
     )
@@ -264,6 +274,7 @@ def item_page(request: Request, ref: ITEM_REF, user: GetUserDep) -> Response:
         map=views.map_view(record),
         tile=views.tile_url(tile, *center) if tile and center else None,
         images=views.image_derivatives(record),
+        media=media.media_states(events, report["item"]["kind"]),
         duplicates=views.duplicates_earliest_first(record),
         events=events,
         withheld=withheld,

@@ -7,7 +7,7 @@ decision and checks the timeline; exports a case's HTML report from the case pag
 offline with every http(s) request blocked. Works a recycled-photo case the way an analyst
 does: the case as submitted, search, side-by-side comparison with zoom, assignment, comment and
 decision, review-state filters, an export that leaves the other case out, and a form sent after
-logging in again. Saves docs/screenshots/queue.png, item.png, report.png, compare.png,
+logging in again. Saves docs/screenshots/queue.png, item.png, report.png, compare.png, view.png,
 queue-review.png and map.png.
 """
 
@@ -534,3 +534,37 @@ def test_video_keyframes_carry_timecodes(
     ]
     assert captions and captions[0] == "0:00.0"
     assert all(re.fullmatch(r"\d+:\d\d\.\d", c) for c in captions), captions
+
+
+def test_full_size_view_zooms_and_video_proxy_plays(
+    browser: Any, server: str, evidence_home: dict[str, Any]
+) -> None:
+    """The market photo's full-size view loads and zooms to 200 %; the demo video's proxy
+    loads its duration and plays in Chromium (currentTime advances)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    _login_if_needed(browser, server)
+    browser.get(f"{server}/evidence/?q=market.jpg")
+    browser.find_element(By.CSS_SELECTOR, "#queue a.mono").click()
+    browser.find_element(By.CSS_SELECTOR, "#view-link a").click()
+    image = _wait(browser, ec.presence_of_element_located((By.ID, "full-view")))
+    _wait(browser, lambda d: d.execute_script("return arguments[0].naturalWidth", image) > 0)
+    fit = browser.execute_script("return arguments[0].getBoundingClientRect().width", image)
+    browser.find_element(By.CSS_SELECTOR, "label[for=zoom-1]").click()
+    browser.find_element(By.ID, "view").screenshot(str(SCREENSHOTS / "view.png"))
+    browser.find_element(By.CSS_SELECTOR, "label[for=zoom-2]").click()
+    zoomed = browser.execute_script("return arguments[0].getBoundingClientRect().width", image)
+    natural = browser.execute_script("return arguments[0].naturalWidth", image)
+    assert zoomed == pytest.approx(2 * natural, abs=1) and zoomed > fit
+    assert "metadata removed" in browser.find_element(By.ID, "view-facts").text
+
+    browser.get(f"{server}/evidence/?q=checkpoint.mp4")
+    browser.find_element(By.CSS_SELECTOR, "#queue a.mono").click()
+    video = browser.find_element(By.ID, "proxy")
+    _wait(browser, lambda d: d.execute_script("return arguments[0].readyState", video) >= 1)
+    duration = browser.execute_script("return arguments[0].duration", video)
+    assert 1.5 < duration < 4, duration  # the demo clip lasts 2 s
+    browser.execute_script("arguments[0].muted = true; arguments[0].play()", video)
+    _wait(browser, lambda d: d.execute_script("return arguments[0].currentTime", video) > 0.2)
+    assert browser.execute_script("return arguments[0].error", video) is None

@@ -39,6 +39,8 @@ from tests.conftest import free_port
 from tests.helpers import photo
 from tests.plugins.evidence_fixtures import AIRFLOW, airflow_env, migrate_airflow
 from verification.pipeline import uploads
+from verification.storage import open_store
+from verification.storage.s3 import S3Store
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -91,8 +93,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, s3_server: str) -> Iterator[
         s3_endpoint_url=s3_server,
         s3_region="us-east-1",
     )
-    ctx = init_context(settings)
-    ctx.store.ensure_bucket(versioning=True)  # type: ignore[attr-defined]
+    store = open_store(settings)
+    assert isinstance(store, S3Store)
+    store.ensure_bucket(versioning=True)
+    ctx = init_context(settings, store=store)
     uploads.allow_uploads_from(ctx.store, [base])
     home = tmp_path_factory.mktemp("airflow")
     env = {**os.environ, **airflow_env(home), **evidence}

@@ -90,7 +90,7 @@ def test_worker_killed_after_vault_write_converges_on_retry(
         a["try_number"]
         for e in ev.ctx.ledger.events(crashed.sha256)
         for a in e.agents
-        if a.get("type") == "execution"
+        if a.get("type") == "execution" and a.get("task_id") == "process_batch"
     }
-    assert tries == {2}
+    assert tries == {2}  # the batch's events come from its retry (the views task is its own)
     assert ev.ctx.ledger.verify().ok

@@ -202,9 +202,11 @@ def _chains(ctx: pipeline.Context) -> dict[str, list[str]]:
     return chains
 
 
+# `evidence submit` sends the file's SHA-256 with it: the collection-hash check follows the digest.
 FULL_CHAIN = [
     "ingestion",
     "digest",
+    "collection",
     "preservation",
     "format",
     "extraction",

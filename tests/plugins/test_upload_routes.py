@@ -24,6 +24,7 @@ import requests
 from tests.helpers import init_context, make_settings, photo
 from verification import pipeline
 from verification.pipeline import Context, uploads
+from verification.storage import open_store
 from verification.storage.s3 import S3Store
 
 pytestmark = pytest.mark.integration
@@ -43,9 +44,10 @@ def s3_ctx(tmp_path: Path, s3_server: str) -> Iterator[Context]:
         s3_endpoint_url=s3_server,
         s3_region="us-east-1",
     )
-    ctx = init_context(settings)
-    assert isinstance(ctx.store, S3Store)
-    ctx.store.ensure_bucket(versioning=True)
+    store = open_store(settings)
+    assert isinstance(store, S3Store)
+    store.ensure_bucket(versioning=True)
+    ctx = init_context(settings, store=store)
     yield ctx
     ctx.engine.dispose()
 
@@ -311,8 +313,10 @@ def test_public_url_signs_for_the_host_browsers_reach(
         s3_region="us-east-1",
         s3_public_url=public,
     )
-    ctx = init_context(settings)
-    ctx.store.ensure_bucket(versioning=True)  # type: ignore[attr-defined]
+    store = open_store(settings)
+    assert isinstance(store, S3Store)
+    store.ensure_bucket(versioning=True)
+    ctx = init_context(settings, store=store)
     with TestClient(build_app(lambda: ctx)) as test_client:
         test_client.cookies.set("_token", tokens["analyst"])
         page = test_client.get("/submit")
@@ -351,9 +355,10 @@ def test_case_access_limits_what_a_user_may_submit_to_and_read(
         s3_region="us-east-1",
         case_access={"user": ["case-lagos"], "Admin": ["*"]},
     )
-    ctx = init_context(settings)
-    assert isinstance(ctx.store, S3Store)
-    ctx.store.ensure_bucket(versioning=True)
+    store = open_store(settings)
+    assert isinstance(store, S3Store)
+    store.ensure_bucket(versioning=True)
+    ctx = init_context(settings, store=store)
     clients = {}
     try:
         for user in ("analyst", "admin"):

@@ -61,9 +61,12 @@ def run_demo(settings: Settings, *, fresh: bool = False, direct: bool = False) -
         print(f"   {sample.name:<18} {sample.case:<11} {sample.shows}")
 
     ctx = pipeline.open_context(demo, store=store, agents=[{"type": "operator", "name": "demo"}])
+    from verification.pipeline.fixity import pin_installation_key, verify_collection
+
+    pin_installation_key(ctx)  # as `evidence init` does
     outcomes, ran = _run(ctx, demo, direct)
     print_outcomes(outcomes)
-    report = ctx.ledger.verify()
+    report = verify_collection(ctx)
     print(
         f"\ncustody: {report.items} chains, {report.events} events, {'all verified' if report.ok else 'PROBLEMS FOUND'}"
     )
@@ -109,7 +112,11 @@ def _run(ctx: Context, demo: Settings, direct: bool) -> tuple[list[Outcome], boo
             "\n2. Processing incoming/ directly (preserve, hash, identify, extract, check, dedupe, record)\n"
         )
         sys.stdout.flush()
-        return pipeline.process_batch(ctx, keys, workers=demo.workers), True
+        outcomes = pipeline.process_batch(ctx, keys, workers=demo.workers)
+        from verification.pipeline.views import make_views
+
+        make_views(ctx, [o.item for o in outcomes if o.item])  # as the DAG's views task does
+        return outcomes, True
     print(
         "\n2. Running the Airflow DAG evidence_intake over incoming/ (dag.test(), embedded SQLite)\n"
     )

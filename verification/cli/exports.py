@@ -51,7 +51,17 @@ def register(
         "verify-export",
         help="check an exported package offline: bag, checksums, custody chains, checkpoint, time-stamp",
     )
-    verify.add_argument("path", type=Path, metavar="DIR", help="the exported BagIt package")
+    verify.add_argument(
+        "path", type=Path, metavar="PATH", help="the exported BagIt package (or JSON export)"
+    )
+    verify.add_argument(
+        "--expect-key",
+        action="append",
+        default=[],
+        metavar="FINGERPRINT",
+        help="the installation key id the sender gave you out of band; only its signatures "
+        "count (repeatable)",
+    )
     verify.add_argument(
         "--tsa-roots",
         type=Path,
@@ -100,7 +110,13 @@ def cmd_verify_export(settings: Any, args: argparse.Namespace) -> int:
             problem = f"cannot read {args.tsa_roots}: {exc.strerror}"
             print(f"evidence: error: {printable(problem)}", file=sys.stderr)
             return 2
-    report = verify_export(args.path, tsa_roots=roots)
+    expect = getattr(args, "expect_key", None) or []  # callers building a Namespace may omit it
+    if args.path.is_file():
+        from verification.exports.verify_json import verify_json_export
+
+        report = verify_json_export(args.path, expect_keys=expect)
+    else:
+        report = verify_export(args.path, tsa_roots=roots, expect_keys=expect)
     if not report.ok:
         print(f"FAILED {printable(str(report.first_failure))}", file=sys.stderr)
         return 1

@@ -9,7 +9,11 @@ from typing import Any
 Handler = Callable[[Any, argparse.Namespace], int]
 
 # Modules that define ``register(subparsers, commands)``; each adds its own sub-commands.
-MODULES: tuple[str, ...] = ("verification.cli.fixity", "verification.cli.exports")
+MODULES: tuple[str, ...] = (
+    "verification.cli.fixity",
+    "verification.cli.exports",
+    "verification.cli.views",
+)
 
 
 def register_all(

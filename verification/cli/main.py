@@ -94,7 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="recompute every hash and signature; name the first bad event"
     )
     verify.add_argument("--item", metavar="SHA", help="only this item's chain")
-    csub.add_parser("checkpoint", help="sign a Merkle root over every chain head")
+    csub.add_parser(
+        "checkpoint",
+        help="sign a Merkle root over every chain head and anchor it write-once in the store",
+    )
+    rotate = csub.add_parser(
+        "rotate-key",
+        help="trust a new installation key: an anchor signed by the current key names it",
+    )
+    rotate.add_argument(
+        "new_key", type=Path, metavar="PEM", help="the new Ed25519 private key (created if absent)"
+    )
 
     demo = sub.add_parser(
         "demo", help="run the whole pipeline on bundled samples and print what it verified"
@@ -124,10 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"evidence: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except Exception as exc:
+        from verification.ledger.anchors import AnchorError
         from verification.ledger.signing import SigningKeyError
         from verification.storage import StoreError
 
-        if isinstance(exc, StoreError | SigningKeyError | InvalidClaim):
+        if isinstance(exc, StoreError | SigningKeyError | InvalidClaim | AnchorError):
             print(f"evidence: error: {printable(str(exc))}", file=sys.stderr)
             return 2
         if _is_db_error(exc):
@@ -170,6 +181,21 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     print(printable(f"database  {_redact_url(settings.resolved_database_url)}"))
     print(printable(f"store     {store.url}"))
     print(printable(f"key       {settings.resolved_key_path} (id {signer.key_id[:16]})"))
+    from verification.pipeline import open_context
+    from verification.pipeline.fixity import pin_installation_key
+    from verification.storage import StoreError
+
+    try:
+        pin = pin_installation_key(open_context(settings, store=store))
+    except StoreError as exc:
+        print(
+            f"evidence: warning: key not pinned yet (the first checkpoint pins it): "
+            f"{printable(str(exc))}",
+            file=sys.stderr,
+        )
+        return 0
+    state = "pinned as anchor #0" if pin else "already pinned in the store"
+    print(f"key id    {signer.key_id} ({state})")
     return 0
 
 
@@ -346,14 +372,25 @@ def cmd_custody(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"{printable(line)}  {event.hash[:16]}")
         return 0
     if args.custody_command == "checkpoint":
-        cp = ctx.ledger.write_checkpoint()
-        print(f"checkpoint {cp.id}: root {cp.root} over {len(cp.heads)} items at {cp.created_at}")
+        from verification.pipeline.fixity import checkpoint_and_stamp
+
+        done = checkpoint_and_stamp(ctx)
+        print(
+            f"checkpoint {done['id']}: root {done['root']} over {done['items']} items at "
+            f"{done['created_at']}, anchored as {printable(str(done['stored_key']))}"
+        )
         return 0
+    if args.custody_command == "rotate-key":
+        return _rotate_key(ctx, args.new_key)
+    from verification.pipeline.fixity import verify_collection
+
     item = _resolve_item(ctx, args.item) if args.item else None
-    report = ctx.ledger.verify(item)
+    report = verify_collection(ctx, item)
     if report.ok:
         print(
-            f"custody verified: {report.items} chain(s), {report.events} event(s), every hash and signature valid"
+            f"custody verified: {report.items} chain(s), {report.events} event(s), every hash "
+            "and signature valid under the pinned key(s); items, vault objects and the anchored "
+            "checkpoints agree"
         )
         return 0
     for failure in report.failures:
@@ -363,6 +400,22 @@ def cmd_custody(settings: Settings, args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 1
+
+
+def _rotate_key(ctx: Any, path: Path) -> int:
+    """Anchor the new key, signed by the current one; the operator then installs the new key."""
+    from verification.ledger.anchors import rotate_key
+    from verification.ledger.custody import Ledger, timestamp
+    from verification.ledger.signing import create_key
+    from verification.pipeline.trust import forget_pinned_keys
+
+    new = create_key(path)
+    doc = rotate_key(ctx.store, ctx.ledger.signer, new, timestamp())
+    forget_pinned_keys()
+    Ledger(ctx.engine, new).register_key()
+    print(f"anchor #{doc['seq']}: key {new.key_id} replaces {ctx.ledger.signer.key_id}")
+    print(printable(f"now point EVIDENCE_KEY_PATH at {path} (and move the old key off this host)"))
+    return 0
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:

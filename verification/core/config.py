@@ -80,6 +80,25 @@ class Settings(BaseSettings):
         description="Ed25519 private key (PEM) that signs custody events. Default: "
         "HOME/keys/installation.pem, created by `evidence init`.",
     )
+    trusted_keys: list[str] = Field(
+        default_factory=list,
+        description="Fingerprints (key ids, SHA-256 hex) of the installation keys an operator "
+        "trusts, kept outside the database (JSON list). When set, `evidence custody verify` "
+        "accepts the anchored key pin only if its keys are listed here; empty trusts the pin "
+        "written by `evidence init` to checkpoints/anchors/ in the bucket.",
+    )
+    fixity_cycle_days: int = Field(
+        30,
+        ge=1,
+        description="Every preserved original is re-checked at least this often; the nightly "
+        "run fails when one is overdue.",
+    )
+    fixity_budget_mb: int = Field(
+        0,
+        ge=0,
+        description="Bytes (MiB) of originals one nightly run re-reads, oldest-verified first; "
+        "0 checks every original every night.",
+    )
     decode_budget_mb: int = Field(
         DECODE_BUDGET_BYTES // MIB,
         ge=1,
@@ -116,6 +135,26 @@ class Settings(BaseSettings):
         120.0, gt=0, description="Seconds one video's decoding may take before it is abandoned."
     )
     keyframes: int = Field(8, ge=1, le=64, description="Evenly spaced keyframes kept per video.")
+    view_max_px: int = Field(
+        4096,
+        ge=256,
+        le=16384,
+        description="Long side (pixels) of the full-size view made for photos that are not JPEG "
+        "(re-encoded within the decode budget); a JPEG's view keeps its own size.",
+    )
+    proxy_max_px: int = Field(
+        1280,
+        ge=160,
+        le=3840,
+        description="Long side (pixels) of the browser-playable proxy made for each video "
+        "(1280: 720p for 16:9).",
+    )
+    proxy_timeout: float = Field(
+        900.0,
+        gt=0,
+        description="Seconds making one video's proxy may take before the transcoder is killed "
+        "and the failure recorded.",
+    )
     max_image_pixels: int = Field(
         200_000_000, description="Images larger than this are refused as decompression bombs."
     )
@@ -190,6 +229,15 @@ class Settings(BaseSettings):
     def _is_web_url(cls, value: str | None) -> str | None:
         if value is not None:
             web_url_problem(value)
+        return value
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _are_fingerprints(cls, value: list[str]) -> list[str]:
+        for fingerprint in value:
+            if len(fingerprint) != 64 or any(c not in "0123456789abcdef" for c in fingerprint):
+                msg = f"{printable(fingerprint)[:80]!r} is not a key id (64 lower-case hex digits)"
+                raise ValueError(msg)
         return value
 
     @field_validator("tsa_urls")

@@ -2,8 +2,9 @@
 
 Owns what an export holds (:mod:`.content`), the BagIt package (:mod:`.bagit`), the JSON and
 HTML reports (:mod:`.reports`), redacted working copies (:mod:`.redaction`), the entry point
-(:mod:`.case`) and offline verification of a package (:mod:`.verify`, which needs nothing but
-the package). May import the pipeline, ledger, media and core layers; the review layer and the
+(:mod:`.case`), what the installation key signs in an export (:mod:`.signed`) and offline
+verification of a package (:mod:`.verify`) or a JSON export (:mod:`.verify_json`), which need
+nothing but the export. May import the pipeline, ledger, media and core layers; the review layer and the
 CLI import it.
 """
 

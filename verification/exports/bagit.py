@@ -23,7 +23,7 @@ from verification.exports.content import (
     chain_json,
     checkpoint_entry,
     collect,
-    item_entry,
+    exported_records,
     public_keys,
     record_exports,
 )
@@ -42,6 +42,7 @@ from verification.exports.layout import (
     TIMESTAMP_PENDING,
 )
 from verification.exports.redaction import redact_item
+from verification.exports.signed import canonical_sha256, sign_tag_manifests
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +60,19 @@ def export_bag(ctx: Any, meta: ExportMeta, target: Path, redact: bool) -> Path:
     try:
         redacted = _write_payload(ctx, contents, staging, meta, redact)
         oxum = _oxum(staging)
+        records = exported_records(contents)
         record_exports(
             ctx,
             meta,
             contents,
             {"payload_oxum": oxum, "destination": meta.destination or str(target)},
+            {sha: canonical_sha256(entry) for sha, entry in records.items()},
         )
         fresh = [_refresh(ctx, c) for c in contents]
         bag = bagit.make_bag(str(staging), _bag_info(meta, fresh), checksums=list(ALGORITHMS))
-        _write_tag_files(ctx, staging, meta, fresh, redacted)
+        _write_tag_files(ctx, staging, meta, fresh, redacted, records)
         bag.save()  # regenerates bag-info.txt and the tag manifests over evidence/
+        sign_tag_manifests(ctx.ledger.signer, staging)
         staging.rename(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -160,6 +164,7 @@ def _write_tag_files(
     meta: ExportMeta,
     contents: Sequence[ItemContent],
     redacted: Mapping[str, list[str]],
+    records: Mapping[str, Mapping[str, Any]],
 ) -> None:
     keys = public_keys(ctx)
     checkpoint = checkpoint_entry(ctx, [c.sha256 for c in contents])
@@ -168,7 +173,7 @@ def _write_tag_files(
     for key_id, pem in keys.items():
         (bag / KEYS / f"{key_id}.pem").write_text(pem.strip() + "\n", encoding="utf-8")
     for content in contents:
-        _write_json(bag / RECORDS / f"{content.sha256}.json", item_entry(content))
+        _write_json(bag / RECORDS / f"{content.sha256}.json", records[content.sha256])
         (bag / CUSTODY / f"{content.sha256}.json").write_bytes(
             chain_json(content.sha256, content.events)
         )
@@ -226,6 +231,7 @@ def _index(
                 "format": c.report["item"]["format"],
                 "size": c.report["item"]["size"],
                 "status": c.report["item"]["status"],
+                "fixity": c.report["item"].get("fixity"),
                 "original": f"{ORIGINALS}/{c.sha256}{c.extension}",
                 "redacted": redacted.get(c.sha256, []),
                 "record": f"{RECORDS}/{c.sha256}.json",

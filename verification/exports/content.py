@@ -199,8 +199,10 @@ def checkpoint_entry(ctx: Any, shas: Sequence[str]) -> dict[str, Any]:
     """
     cp = ctx.ledger.latest_checkpoint()
     if cp is None:
-        log.info("no checkpoint yet: writing one for the export")
-        cp = ctx.ledger.write_checkpoint()
+        from verification.pipeline.fixity import write_checkpoint
+
+        log.info("no checkpoint yet: writing (and anchoring) one for the export")
+        cp = write_checkpoint(ctx)
     heads = dict(cp.heads)
     return {
         "id": cp.id,
@@ -265,14 +267,28 @@ def _file_sha256(path: Path) -> str:
 
 
 def record_exports(
-    ctx: Any, meta: ExportMeta, contents: Sequence[ItemContent], detail: Mapping[str, Any]
+    ctx: Any,
+    meta: ExportMeta,
+    contents: Sequence[ItemContent],
+    detail: Mapping[str, Any],
+    records: Mapping[str, str] | None = None,
 ) -> None:
+    """One ``export`` event per item; ``records`` puts each exported record's canonical hash
+    (``record_sha256``) into the item's signed chain."""
     for content in contents:
+        extra = {"record_sha256": records[content.sha256]} if records else {}
         ctx.ledger.append(
             content.sha256,
             "export",
             "success",
-            {"export": meta.id, "case": meta.case, "format": meta.format, **detail},
+            {"export": meta.id, "case": meta.case, "format": meta.format, **detail, **extra},
             step_key=f"export:{meta.id}",
             agents=[export_agent(meta.analyst)],
         )
+
+
+def exported_records(contents: Sequence[ItemContent]) -> dict[str, dict[str, Any]]:
+    """Each item's record entry exactly as written (a JSON round trip), by item."""
+    import json
+
+    return {c.sha256: json.loads(json.dumps(item_entry(c))) for c in contents}

@@ -20,6 +20,7 @@ CHECKPOINT = "evidence/checkpoint/checkpoint.json"
 CHECKPOINT_MESSAGE = "evidence/checkpoint/signed-message.json"
 TIMESTAMP = "evidence/checkpoint/timestamp.tsr"
 TIMESTAMP_PENDING = "evidence/checkpoint/timestamp-pending.txt"
+SIGNATURE = "tagmanifest-signature.json"
 ORIGINALS = "data/originals"
 REDACTED = "data/redacted"
 

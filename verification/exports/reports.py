@@ -17,7 +17,7 @@ from verification.exports.content import (
     ItemContent,
     checkpoint_entry,
     collect,
-    item_entry,
+    exported_records,
     public_keys,
     record_exports,
 )
@@ -25,6 +25,7 @@ from verification.exports.layout import (
     FORMAT_VERSION,
 )
 from verification.exports.scope import exported_event
+from verification.exports.signed import canonical_sha256, sign
 from verification.media.gps import gps_text
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def export_file(
         raise ExportError(msg)
     document = export_document(ctx, meta, contents)
     if meta.format == "json":
+        document = sign_document(ctx.ledger.signer, document)
         data = (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
     else:
         data = render_html(document, contents).encode()
@@ -48,8 +50,15 @@ def export_file(
     partial.write_bytes(data)
     partial.rename(target)
     digest = hashlib.sha256(data).hexdigest()
+    records = {
+        c.sha256: canonical_sha256(e) for c, e in zip(contents, _entries(contents), strict=True)
+    }
     record_exports(
-        ctx, meta, contents, {"sha256": digest, "destination": meta.destination or str(target)}
+        ctx,
+        meta,
+        contents,
+        {"sha256": digest, "destination": meta.destination or str(target)},
+        records,
     )
     log.info(
         "exported case %s as %s: %s items, sha256 %s",
@@ -70,10 +79,21 @@ def export_document(ctx: Any, meta: ExportMeta, contents: Sequence[ItemContent])
         "public_keys": [{"key_id": k, "pem": v} for k, v in sorted(keys.items())],
         "checkpoint": checkpoint_entry(ctx, [c.sha256 for c in contents]),
         "items": [
-            {**item_entry(c), "custody": [exported_event(e, c.withheld) for e in c.events]}
-            for c in contents
+            {**entry, "custody": [exported_event(e, c.withheld) for e in c.events]}
+            for c, entry in zip(contents, _entries(contents), strict=True)
         ],
     }
+
+
+def _entries(contents: Sequence[ItemContent]) -> list[dict[str, Any]]:
+    records = exported_records(contents)
+    return [records[c.sha256] for c in contents]
+
+
+def sign_document(signer: Any, document: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON export with each item entry signed, then the whole document."""
+    items = [sign(signer, item) for item in document["items"]]
+    return sign(signer, {**document, "items": items})
 
 
 # HTML report: one self-contained file. Every value is escaped (EXIF and claims are written by
@@ -197,6 +217,8 @@ def _html_item(item: Mapping[str, Any], thumbnail: bytes | None) -> str:
         else f'<span class="bad">chain broken: {_e(item["custody_problem"])}</span>'
     )
     custody = _row("Custody", f"{len(item['custody'])} events, {verified}", raw=True)
+    if summary.get("fixity") in {"failure", "missing"}:
+        custody += _row("Fixity", f'<span class="bad">{_fixity_line(summary)}</span>', raw=True)
     return (
         f'<section class="item" id="item-{_e(item["sha256"])}">'
         f'<div class="item-head"><h2>Item <code>{_e(item["sha256"][:16])}…</code></h2>'
@@ -208,6 +230,15 @@ def _html_item(item: Mapping[str, Any], thumbnail: bytes | None) -> str:
         f"<h3>Duplicates</h3>{_html_duplicates(item)}"
         f"<h3>Analyst decisions</h3>{_html_decisions(item['decisions'])}"
         f"<h3>Custody timeline</h3>{_html_timeline(item['custody'])}</section>"
+    )
+
+
+def _fixity_line(summary: Mapping[str, Any]) -> str:
+    """The line an export shows for an original that failed its last fixity check."""
+    words = "its bytes no longer match" if summary["fixity"] == "failure" else "it is gone"
+    return _e(
+        f"FIXITY {str(summary['fixity']).upper()}: the preserved original failed its last "
+        f"fixity check ({words}); see the fixity check events in the custody timeline"
     )
 
 

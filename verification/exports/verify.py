@@ -9,10 +9,13 @@ checks on a broken bag prove nothing:
    with a safe relative path, no unlisted or missing file, no symbolic link, Payload-Oxum;
 2. bagit's own validation (every checksum of every payload and tag file);
 3. content: every item's original is its SHA-256, every custody chain verifies (hashes, links,
-   signatures) under the package's public keys, every redacted copy and the export itself have
-   their custody events;
+   signatures) under the package's public keys (only the expected ones when the recipient names
+   them), every redacted copy and the export itself have their custody events, every record is
+   the one whose hash the item's export event signed, with the chain's signed decisions, and
+   the tag manifests carry the installation's signature (:mod:`.signed`);
 4. the checkpoint: its signature, the signed message, each item's Merkle inclusion proof, and
-   each checkpointed chain head still present in the item's chain;
+   each checkpointed chain head still present in the item's chain; then the tag manifests'
+   signature, which covers every tag file the checks before could not name;
 5. the RFC 3161 time-stamp token over the checkpoint, against the recipient's TSA roots.
 """
 
@@ -33,9 +36,12 @@ from verification.exports.layout import (
     FORMAT_VERSION,
     INDEX,
     KEYS,
+    RECORDS,
+    SIGNATURE,
     TIMESTAMP,
     root_from_proof,
 )
+from verification.exports.signed import pinned_keys, record_problem, tag_manifest_problem
 
 _HEX = {"sha256": 64, "sha512": 128}
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -77,10 +83,13 @@ class ExportReport:
 # Entry point
 
 
-def verify_export(path: Path, *, tsa_roots: bytes | None = None) -> ExportReport:
-    """Verify the package at ``path``; ``tsa_roots`` (PEM) lets the time-stamp's signature be checked."""
+def verify_export(
+    path: Path, *, tsa_roots: bytes | None = None, expect_keys: Sequence[str] = ()
+) -> ExportReport:
+    """Verify the package at ``path``; ``tsa_roots`` (PEM) lets the time-stamp's signature be
+    checked, ``expect_keys`` (fingerprints) are the only keys whose signatures count."""
     path = Path(path)
-    state = _State(path)
+    state = _State(path, expect=tuple(expect_keys))
     try:
         if not path.is_dir():
             raise PackageFailure("bag", f"{path.name} is not a directory")
@@ -88,6 +97,11 @@ def verify_export(path: Path, *, tsa_roots: bytes | None = None) -> ExportReport
         check_bag_checksums(path)
         index = _check_content(path, state)
         _check_checkpoint(path, state, index)
+        # Last of the content checks: whatever the checks above could not name (bag-info.txt,
+        # the index) is still under the installation's signature.
+        problem = tag_manifest_problem(path, state.keys)
+        if problem:
+            raise PackageFailure("signature", problem)
         _check_timestamp(path, state, tsa_roots)
     except PackageFailure as failure:
         state.failures.append(str(failure))
@@ -97,6 +111,7 @@ def verify_export(path: Path, *, tsa_roots: bytes | None = None) -> ExportReport
 @dataclass
 class _State:
     path: Path
+    expect: tuple[str, ...] = ()
     items: int = 0
     events: int = 0
     key_ids: tuple[str, ...] = ()
@@ -205,7 +220,7 @@ def _files_on_disk(path: Path) -> tuple[set[str], set[str]]:
         rel = item.relative_to(path).as_posix()
         if rel.startswith("data/"):
             payload.add(rel)
-        elif not re.fullmatch(r"tagmanifest-[a-z0-9]+\.txt", rel):
+        elif rel != SIGNATURE and not re.fullmatch(r"tagmanifest-[a-z0-9]+\.txt", rel):
             tags.add(rel)
     return payload, tags
 
@@ -283,7 +298,9 @@ def _check_content(path: Path, state: _State) -> dict[str, Any]:
     index = _read_json(path, INDEX)
     if index.get("format") != FORMAT_VERSION:
         raise PackageFailure("content", f"{INDEX} is not an {FORMAT_VERSION} index")
-    state.keys = _load_keys(path)
+    state.keys = pinned_keys(_load_keys(path), state.expect)
+    if not state.keys:
+        raise PackageFailure("content", "no public key in the package is an expected key")
     state.key_ids = tuple(sorted(state.keys))
     payload = read_manifest(path / "manifest-sha256.txt", payload=True, alg="sha256")
     oxum = _bag_info(path).get("Payload-Oxum")
@@ -293,6 +310,10 @@ def _check_content(path: Path, state: _State) -> dict[str, Any]:
         events = _check_chain(path, sha, state)
         _check_redactions(sha, entry, events, payload)
         _check_export_event(sha, index["export"], events, oxum)
+        rel = f"{RECORDS}/{sha}.json"
+        problem = record_problem(rel, _read_json(path, rel), events, index["export"].get("id"))
+        if problem:
+            raise PackageFailure("records", problem)
         state.items += 1
     return index
 

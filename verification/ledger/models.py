@@ -71,6 +71,8 @@ class Item(Base):
     capture_time: Mapped[str | None] = mapped_column(String(40), index=True)
     place: Mapped[str | None] = mapped_column(String(200))
     fixity: Mapped[str] = mapped_column(String(16), default="success")
+    # Latest nightly fixity check (migration 0004): rotation takes the oldest first.
+    fixity_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     record_version: Mapped[str | None] = mapped_column(String(40))
 
 

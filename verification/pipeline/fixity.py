@@ -13,28 +13,38 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from verification.core.hashing import sha256_stream
 from verification.core.text import printable
-from verification.ledger.models import Checkpoint, Event, Item
+from verification.ledger.anchors import AnchorError
+from verification.ledger.custody import VerifyReport
+from verification.ledger.models import Checkpoint, Event, Item, utcnow
 from verification.pipeline import Context, vault_key
+from verification.pipeline.trust import forget_pinned_keys
 from verification.storage import ObjectNotFound, ObjectStore, StoreError
 
 log = logging.getLogger(__name__)
 
-FixityOutcome = Literal["success", "failure", "missing", "not-run"]
+FixityOutcome = Literal["success", "failure", "missing", "not-run", "untracked"]
 EVENT_TYPE = "fixity check"
 CHECKPOINT_PREFIX = "checkpoints/"
-# Outcomes that mean the preserved original can no longer be trusted (the nightly run fails).
+VAULT_PREFIX = "vault/"
+DERIVATIVES_PREFIX = "derivatives/"
+# Outcomes that mean the preserved original can no longer be trusted.
 PROBLEMS = frozenset({"failure", "missing"})
+# Outcomes that fail a fixity run: nothing known (not-run) is never a pass, and an object in the
+# vault or under derivatives/ that no item owns was put there by someone other than the pipeline.
+FAILING = frozenset({"failure", "missing", "not-run", "untracked"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +63,11 @@ class FixityResult:
     def problem(self) -> bool:
         """True when the original is damaged or gone (``failure`` or ``missing``)."""
         return self.outcome in PROBLEMS
+
+    @property
+    def failing(self) -> bool:
+        """True when this result fails the run (a problem, ``not-run`` or ``untracked``)."""
+        return self.outcome in FAILING
 
     def detail(self) -> dict[str, Any]:
         """The custody event's outcome detail."""
@@ -177,6 +192,7 @@ def _recorded(ctx: Context, sha: str, run_id: str) -> FixityResult | None:
 
 def _record(ctx: Context, result: FixityResult, run_id: str) -> None:
     """Append the custody event, then mark the item's current fixity (not-run leaves it)."""
+    assert result.outcome != "untracked"  # untracked objects have no item, hence no chain
     ctx.ledger.append(
         result.item,
         EVENT_TYPE,
@@ -194,6 +210,7 @@ def _record(ctx: Context, result: FixityResult, run_id: str) -> None:
         item = session.get(Item, result.item)
         if item is not None:
             item.fixity = result.outcome
+            item.fixity_checked_at = utcnow()
     if result.problem:
         log.error(
             "fixity %s for item %s: %s",
@@ -221,15 +238,86 @@ def check_items(ctx: Context, items: Iterable[str], run_id: str) -> list[FixityR
 
 
 def check_all(
-    ctx: Context, run_id: str | None = None, batch_size: int | None = None
+    ctx: Context,
+    run_id: str | None = None,
+    batch_size: int | None = None,
+    items: Sequence[str] | None = None,
+    *,
+    seconds: float | None = None,
 ) -> list[FixityResult]:
-    """Check every preserved original, ``batch_size`` at a time (progress is logged per batch)."""
+    """Check ``items`` (default: every preserved original), ``batch_size`` at a time.
+
+    With ``seconds`` (a time budget) no new batch starts once it is spent: the rest stay the
+    oldest-verified and come first next time.
+    """
     run_id = run_id or new_run_id()
     results: list[FixityResult] = []
-    for number, batch in enumerate(batches(vault_items(ctx), batch_size or 500), start=1):
+    todo = vault_items(ctx) if items is None else items
+    deadline = None if seconds is None else time.monotonic() + seconds
+    for number, batch in enumerate(batches(todo, batch_size or 500), start=1):
+        if deadline is not None and time.monotonic() >= deadline:
+            log.info("fixity run %s: time budget spent after %s items", run_id, len(results))
+            break
         results.extend(check_items(ctx, batch, run_id))
         log.info("fixity run %s: batch %s done (%s items so far)", run_id, number, len(results))
     return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Rotation and untracked objects
+
+
+def due_items(ctx: Context, budget_bytes: int) -> list[str]:
+    """Originals to check in one run: oldest-verified first (never checked by a run first), up
+    to ``budget_bytes`` of originals (always at least one; 0 means every original)."""
+    if budget_bytes <= 0:
+        return vault_items(ctx)
+    query = select(Item.sha256, Item.size).order_by(
+        Item.fixity_checked_at.is_not(None), Item.fixity_checked_at, Item.sha256
+    )
+    chosen: list[str] = []
+    total = 0
+    with Session(ctx.engine) as session:
+        for sha, size in session.execute(query.execution_options(yield_per=10_000)):
+            if chosen and total + size > budget_bytes:
+                break
+            chosen.append(sha)
+            total += size
+    return chosen
+
+
+def overdue_items(ctx: Context, cycle_days: int, now: datetime | None = None) -> list[str]:
+    """Originals not checked within ``cycle_days`` before ``now`` (never checked by a run counts
+    from the item's first sighting, when preservation checked it)."""
+    cut = (now or utcnow()) - timedelta(days=cycle_days)
+    last = func.coalesce(Item.fixity_checked_at, Item.first_seen)
+    with Session(ctx.engine) as session:
+        return list(session.scalars(select(Item.sha256).where(last < cut).order_by(Item.sha256)))
+
+
+def untracked_objects(ctx: Context) -> list[FixityResult]:
+    """Objects under ``vault/`` and ``derivatives/`` that no item owns, as ``untracked`` results.
+
+    The pipeline writes only its items' originals and derivatives there: anything else (an
+    object at a future item's path included) was planted or left by something outside it.
+    """
+    with Session(ctx.engine) as session:
+        owned: dict[str, str] = dict(session.execute(select(Item.vault_key, Item.sha256)).all())
+    items = set(owned.values())
+    found: list[FixityResult] = []
+    for info in ctx.store.list(VAULT_PREFIX):
+        if info.key not in owned:
+            found.append(_untracked(info.key, "vault object that no item owns"))
+    for info in ctx.store.list(DERIVATIVES_PREFIX):
+        sha = info.key[len(DERIVATIVES_PREFIX) :].split("/", 1)[0]
+        if sha not in items:
+            found.append(_untracked(info.key, "derivative of no item"))
+    return found
+
+
+def _untracked(key: str, reason: str) -> FixityResult:
+    name = key.rsplit("/", 1)[-1] if key.startswith(VAULT_PREFIX) else key.split("/")[1]
+    return FixityResult(name, "untracked", "no object", f"object {key}", key, None, reason)
 
 
 def summarise(results: Iterable[FixityResult | dict[str, Any]]) -> dict[str, int]:
@@ -259,23 +347,113 @@ def checkpoint_document(ctx: Context, checkpoint: Checkpoint) -> dict[str, Any]:
 
 
 def write_checkpoint(ctx: Context) -> Checkpoint:
-    """Sign a Merkle root over every chain head, copy it write-once to ``checkpoints/``.
+    """Sign a Merkle root over every chain head, copy it write-once to ``checkpoints/`` and
+    anchor it: the next anchor under ``checkpoints/anchors/`` names it and links to the one before.
 
-    The returned row carries ``stored_key``, the object key of the copy.
+    The returned row carries ``stored_key``, the object key of the copy. Refuses (before writing
+    anything) when the installation key is not the one the anchors trust.
     """
+    from verification.ledger.anchors import append_anchor, check_anchors, pin_key, read_anchors
+    from verification.ledger.custody import timestamp
+
+    signer = ctx.ledger.signer
+    assert signer is not None
+    heads_read_at = timestamp()
+    if pin_key(ctx.store, signer, heads_read_at) is not None:  # from before key pins
+        forget_pinned_keys()
+    state = check_anchors(read_anchors(ctx.store), ctx.settings.trusted_keys)
+    if not state.ok or signer.key_id not in state.trusted:
+        problem = state.failures[0] if state.failures else "the signing key is not pinned"
+        msg = f"no checkpoint written: {problem}"
+        raise AnchorError(msg)
     checkpoint = ctx.ledger.write_checkpoint()
     key = f"{CHECKPOINT_PREFIX}{checkpoint.created_at}.json"
     body = json.dumps(checkpoint_document(ctx, checkpoint), sort_keys=True, indent=2).encode()
     ctx.store.put(
         key, io.BytesIO(body), metadata={"checkpoint-id": str(checkpoint.id)}, if_absent=True
     )
+    anchor = append_anchor(
+        ctx.store,
+        signer,
+        {
+            "kind": "checkpoint",
+            "created_at": checkpoint.created_at,
+            "checkpoint": {
+                "id": checkpoint.id,
+                "created_at": checkpoint.created_at,
+                "heads_read_at": heads_read_at,
+                "root": checkpoint.root,
+                "items": len(checkpoint.heads),
+                "heads_key": key,
+                "signature": checkpoint.signature,
+            },
+        },
+    )
     with Session(ctx.engine, expire_on_commit=False) as session, session.begin():
         row = session.get(Checkpoint, checkpoint.id)
         assert row is not None
         row.stored_key = key
     checkpoint.stored_key = key
-    log.info("checkpoint %s over %s items stored as %s", checkpoint.id, len(checkpoint.heads), key)
+    log.info(
+        "checkpoint %s over %s items stored as %s, anchor #%s",
+        checkpoint.id,
+        len(checkpoint.heads),
+        key,
+        anchor["seq"],
+    )
     return checkpoint
+
+
+def pin_installation_key(ctx: Context) -> dict[str, Any] | None:
+    """Anchor #0: the installation key's fingerprint, write-once in the store (``evidence init``)."""
+    from verification.ledger.anchors import pin_key
+    from verification.ledger.custody import timestamp
+
+    assert ctx.ledger.signer is not None
+    pin = pin_key(ctx.store, ctx.ledger.signer, timestamp())
+    forget_pinned_keys()
+    return pin
+
+
+def verify_collection(ctx: Context, item: str | None = None) -> VerifyReport:
+    """``evidence custody verify``: every chain under the pinned keys, reconciled with the items,
+    the vault objects and the latest anchored checkpoint (all read from the store)."""
+    from verification.ledger.anchors import check_anchors, read_anchors
+    from verification.ledger.reconcile import Anchored, reconcile
+
+    state = check_anchors(read_anchors(ctx.store), ctx.settings.trusted_keys)
+    heads, problem = _anchored_heads(ctx, state.latest_checkpoint)
+    try:
+        if item is None:
+            keys: list[str] | None = [o.key for o in ctx.store.list(VAULT_PREFIX)]
+        else:
+            keys = [k for k in [_item_vault_key(ctx, item)] if k and ctx.store.exists(k)]
+    except StoreError as exc:
+        log.error("vault listing failed: %s", printable(_why(exc)))
+        keys = None
+    return reconcile(ctx.engine, Anchored(state, heads, problem), keys, item=item)
+
+
+def _item_vault_key(ctx: Context, sha: str) -> str | None:
+    with Session(ctx.engine) as session:
+        return session.scalar(select(Item.vault_key).where(Item.sha256 == sha))
+
+
+def _anchored_heads(
+    ctx: Context, anchor: Mapping[str, Any] | None
+) -> tuple[dict[str, str] | None, str | None]:
+    if anchor is None:
+        return None, None
+    key = anchor["checkpoint"]["heads_key"]
+    try:
+        with ctx.store.open(key) as handle:
+            heads = json.load(handle)["heads"]
+    except (StoreError, OSError, ValueError, KeyError, TypeError) as exc:
+        return (
+            None,
+            f"the heads of anchored checkpoint #{anchor['seq']} cannot be read: {_why(exc)}",
+        )
+    return dict(heads), None
 
 
 def checkpoint_and_stamp(ctx: Context) -> dict[str, Any]:

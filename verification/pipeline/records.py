@@ -4,7 +4,7 @@ exports read."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import Any
 
@@ -13,9 +13,26 @@ from sqlalchemy.orm import Session
 
 from verification.core.findings import SEVERITY_ORDER
 from verification.core.text import printable
-from verification.ledger.custody import ChainFailure, verify_chain
+from verification.ledger.custody import ChainFailure, CustodyEvent, verify_chain
 from verification.ledger.models import DuplicateLink, Item, ItemFinding, Record, Submission
 from verification.media.gps import gps_text
+
+
+def _check_chain(ctx: Any, sha: str, events: Sequence[CustodyEvent]) -> ChainFailure | None:
+    """The item's chain under the pinned keys (``pipeline.trust``), not the database's list: a
+    key someone registered in the database and re-signed the chain with is refused."""
+    from verification.pipeline.trust import pinned_keys
+
+    if not events:
+        return ChainFailure(sha, None, None, "no custody events recorded")
+    pinned = pinned_keys(ctx)
+    if pinned.problem:
+        return ChainFailure(sha, None, None, pinned.problem)
+    stranger = next((e for e in events if e.key_id not in pinned.keys), None)
+    if stranger is not None:
+        why = f"signed by key {stranger.key_id[:16]}…, which is not a pinned installation key"
+        return ChainFailure(sha, stranger.seq, stranger.uuid, why)
+    return verify_chain(sha, events, pinned.keys)
 
 
 def list_items(
@@ -99,11 +116,7 @@ def item_report(ctx: Any, sha: str) -> dict[str, Any]:
         versions = [r.pipeline_version for r in records]
         record = records[-1].data if records else {}
     events = ctx.ledger.events(sha)
-    broken = (
-        verify_chain(sha, events, ctx.ledger.public_keys())
-        if events
-        else ChainFailure(sha, None, None, "no custody events recorded")
-    )
+    broken = _check_chain(ctx, sha, events)
     failure = [broken] if broken else []
     return {
         "item": summary,

@@ -38,6 +38,7 @@ from verification.review.glance import (
 )
 from verification.review.queries import (
     DEFAULT_SORT,
+    FIXITY_FILTERS,
     MAX_PAGE_SIZE,
     PROBLEM_STATES,
     REVIEW_FILTERS,
@@ -70,6 +71,7 @@ __all__ = [
     "DEFAULT_SORT",
     "DOWNLOAD_DESTINATION",
     "EXPORT_MEDIA_TYPES",
+    "FIXITY_FILTERS",
     "MAX_NOTE",
     "MAX_PAGE_SIZE",
     "MAX_PURPOSE",

@@ -105,6 +105,7 @@ class QueueFilters:
     search: str | None = None
     # The cases the reviewer may see (per-case access); None: every case.
     cases: frozenset[str] | None = None
+    fixity: str | None = None  # "failed": the last fixity check found the original damaged or gone
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,11 @@ class QueueRow:
     decision: str | None = None
     disagree: bool = False
     assignee: str | None = None
+    fixity: str = "success"  # the last fixity check's outcome (preservation's at first)
+
+
+# The queue's fixity filter: value -> label.
+FIXITY_FILTERS = {"failed": "failed or missing", "success": "verified", "not-run": "could not run"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +272,10 @@ def _filtered(
         query = query.where(Item.first_seen >= _utc(filters.since))
     if filters.until:
         query = query.where(Item.first_seen < _utc(filters.until))
+    if filters.fixity == "failed":
+        query = query.where(Item.fixity.in_(("failure", "missing")))
+    elif filters.fixity:
+        query = query.where(Item.fixity == filters.fixity)
     return query
 
 
@@ -304,6 +314,7 @@ def _row(item: Item, findings: tuple[tuple[str, str], ...], review: ItemReview |
         decision=review.decision if review else None,
         disagree=bool(review and review.disagree),
         assignee=review.assignee if review else None,
+        fixity=item.fixity,
     )
 
 

@@ -8,7 +8,7 @@ an item belongs to every case it was submitted to, and the queue and case pages 
 items through its submissions.
 
 Revision ID: 0005_review_state
-Revises: 0003_duplicates
+Revises: 0004_trust
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_review_state"
-down_revision = "0003_duplicates"
+down_revision = "0004_trust"
 branch_labels = None
 depends_on = None
 

@@ -6,7 +6,7 @@ run. ``ix_submissions_state``: the failed submissions a listing retries are foun
 reading every submission.
 
 Revision ID: 0006_speed
-Revises: 0003_duplicates
+Revises: 0005_review_state
 """
 
 from __future__ import annotations
