@@ -53,7 +53,7 @@ def video(tmp_path: Path) -> Path:
     return _opencv_video(tmp_path / "clip.mp4")
 
 
-def test_video_stream_facts_come_from_opencv(video: Path) -> None:
+def test_video_stream_facts_come_from_the_container(video: Path) -> None:
     """Size, fps, frame count, duration and codec are reported."""
     result = analyse(video, "mp4", SETTINGS)
     media = result.media
@@ -63,12 +63,32 @@ def test_video_stream_facts_come_from_opencv(video: Path) -> None:
     assert media["fps"] == pytest.approx(10.0)
     assert media["duration_s"] == pytest.approx(3.0)
     assert media["codec"] in {"mp4v", "FMP4"}
-    assert "opencv" in result.extractors
+    assert {"pyav", "pillow"} <= set(result.extractors)
 
 
-def test_keyframes_are_evenly_spaced_with_derivatives(video: Path) -> None:
-    """settings.keyframes frames are kept as JPEG derivatives, each with a PDQ hash."""
-    result = analyse(video, "mp4", SETTINGS)
+def _intra_video(tmp_path: Path, source: Path) -> Path:
+    """The same video re-encoded with every frame a keyframe (GOP of 1)."""
+    path = tmp_path / "intra.mp4"
+    args = [FFMPEG or "ffmpeg", "-v", "error", "-y", "-i", str(source)]
+    subprocess.run([*args, "-c:v", "mpeg4", "-g", "1", "-q:v", "2", str(path)], check=True)
+    return path
+
+
+def _band(jpeg: bytes) -> int:
+    """Mean grey of the band whose value encodes the frame number (8 per frame)."""
+    import io
+
+    from PIL import Image, ImageStat
+
+    with Image.open(io.BytesIO(jpeg)) as image:
+        return round(ImageStat.Stat(image.convert("L").crop((0, 75, 160, 105))).mean[0])
+
+
+@needs_ffmpeg
+def test_keyframes_are_evenly_spaced_with_derivatives(tmp_path: Path, video: Path) -> None:
+    """With a keyframe on every frame, settings.keyframes evenly spaced frames are kept as JPEG
+    derivatives, each with a PDQ hash."""
+    result = analyse(_intra_video(tmp_path, video), "mp4", SETTINGS)
     keyframes = result.perceptual["keyframes"]
     assert [k["index"] for k in keyframes] == [0, 3, 7, 11, 15, 18, 22, 26]
     assert keyframes[1]["time_s"] == pytest.approx(0.3)
@@ -77,12 +97,69 @@ def test_keyframes_are_evenly_spaced_with_derivatives(video: Path) -> None:
     assert names == ["thumbnail.jpg"] + [f"frame-{i:02d}.jpg" for i in range(8)]
     assert all(d.data.startswith(b"\xff\xd8") for d in result.derivatives)
     assert result.perceptual["pdq"] == keyframes[0]["pdq"]
+    assert "pyav" in result.extractors
+    assert [_band(d.data) for d in result.derivatives[1:]] == pytest.approx(
+        [k["index"] * 8 for k in keyframes], abs=4
+    )
 
 
-def test_keyframe_count_follows_settings(video: Path) -> None:
+def test_keyframes_are_the_decoded_keyframes_not_the_requested_times(video: Path) -> None:
+    """OpenCV's writer puts a keyframe every 12 frames: the 8 requested times land on 3
+    keyframes, each kept once, with the time and frame number of the frame actually decoded
+    (the picture's grey band, 8 levels per frame, proves which frame it is)."""
+    result = analyse(video, "mp4", SETTINGS)
+    keyframes = result.perceptual["keyframes"]
+    assert [k["index"] for k in keyframes] == [0, 12, 24]
+    assert [k["time_s"] for k in keyframes] == pytest.approx([0.0, 1.2, 2.4])
+    frames = [d for d in result.derivatives if d.name.startswith("frame-")]
+    assert [d.name for d in frames] == ["frame-00.jpg", "frame-01.jpg", "frame-02.jpg"]
+    assert [_band(d.data) for d in frames] == pytest.approx([0, 96, 192], abs=4)
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("gop", ["closed", "open"])
+def test_keyframe_times_are_those_ffprobe_lists(tmp_path: Path, gop: str) -> None:
+    """On an H.264 clip with B-frames and a keyframe every second (closed GOPs, or open ones
+    whose leading frames refer back across the keyframe), the recorded times are exactly the
+    presentation times of the packets ffprobe lists as keyframes."""
+    path = tmp_path / "gop.mp4"
+    args = [FFMPEG or "ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i"]
+    args += ["testsrc=size=320x240:rate=25", "-t", "4", "-c:v", "libx264", "-g", "25"]
+    args += ["-x264-params", f"open-gop={int(gop == 'open')}", "-sc_threshold", "0", "-bf", "3"]
+    subprocess.run([*args, str(path)], check=True, timeout=60)
+    ffprobe = shutil.which("ffprobe") or "ffprobe"
+    query = ["-select_streams", "v:0", "-show_entries", "packet=pts_time,flags"]
+    probe = subprocess.run(
+        [ffprobe, "-v", "error", *query, "-of", "csv=p=0", str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    rows = [line.split(",") for line in probe.stdout.split()]
+    listed = sorted(float(pts) for pts, flags, *_ in rows if flags.startswith("K"))
+    start = listed[0]
+    keyframes = analyse(path, "mp4", SETTINGS).perceptual["keyframes"]
+    assert [k["time_s"] for k in keyframes] == pytest.approx([t - start for t in listed])
+    assert [k["index"] for k in keyframes] == [0, 25, 50, 75]
+
+
+@needs_ffmpeg
+def test_keyframe_count_follows_settings(tmp_path: Path, video: Path) -> None:
     """Fewer keyframes are taken when the settings ask for fewer."""
-    result = analyse(video, "mp4", Settings(keyframes=3, video_timeout=60))
-    assert len(result.perceptual["keyframes"]) == 3
+    result = analyse(_intra_video(tmp_path, video), "mp4", Settings(keyframes=3, video_timeout=60))
+    assert [k["index"] for k in result.perceptual["keyframes"]] == [0, 10, 20]
+
+
+@needs_ffmpeg
+def test_file_without_video_stream_becomes_unreadable_finding(tmp_path: Path) -> None:
+    """An MP4 holding only sound has no keyframe to take: an unreadable finding says why."""
+    path = tmp_path / "sound.mp4"
+    args = [FFMPEG or "ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=duration=1"]
+    subprocess.run([*args, "-c:a", "aac", str(path)], check=True, timeout=60)
+    result = analyse(path, "mp4", SETTINGS)
+    (finding,) = [f for f in result.findings if f.code == "unreadable"]
+    assert finding.message == "video could not be decoded (NoVideoStream)"
+    assert result.derivatives == ()
 
 
 def test_opencv_file_without_metadata_is_marked_stripped(video: Path) -> None:

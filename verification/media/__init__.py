@@ -5,7 +5,7 @@
 becomes a ``Finding(code="unreadable")`` with the stage and the error type as evidence, and
 ``media["readable"]`` is then False, so the checks do not read meaning into what is missing.
 Photos go through :mod:`verification.media.image` (exifread + Pillow); videos through
-:mod:`verification.media.video` (OpenCV in an isolated child process + our own MP4/MOV box
+:mod:`verification.media.video` (PyAV keyframe seeks in an isolated child process + our own MP4/MOV box
 reader).
 """
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from verification.core.findings import Finding
 
-MEDIA_VERSION = "4"
+MEDIA_VERSION = "5"
 """Bump when extraction output changes; the nightly DAG reprocesses older records."""
 
 JPEG_MIME = "image/jpeg"

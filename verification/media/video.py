@@ -1,8 +1,8 @@
-"""Videos: stream facts and keyframes (OpenCV, isolated in a child process) and container
-metadata (our own bounded MP4/MOV box reader, no external binary).
+"""Videos: stream facts and keyframes (PyAV seeking to keyframes, isolated in a child process)
+and container metadata (our own bounded MP4/MOV box reader, no external binary).
 
-The file is never read into memory: OpenCV streams it in the child, and the box reader seeks
-over media data. A child that crashes or outlives ``settings.video_timeout`` is killed and
+The file is never read into memory: the child seeks to a few keyframes through the container's
+index and decodes only those, and the box reader seeks over media data. A child that crashes or outlives ``settings.video_timeout`` is killed and
 becomes an ``unreadable`` finding; the parent carries on with the next item.
 """
 
@@ -72,7 +72,7 @@ class WorkerResult:
 
 
 def run_worker(path: Path, out_dir: Path, settings: Settings) -> WorkerResult:
-    """Run the OpenCV child with the configured timeout; kill it on timeout."""
+    """Run the decoder child with the configured timeout; kill it on timeout."""
     argv = [sys.executable, "-m", "verification.media.video_worker", str(path), str(out_dir)]
     argv.append(str(settings.keyframes))
     env = dict(os.environ)
@@ -181,7 +181,7 @@ def build_metadata(info: boxes.MovieInfo) -> dict[str, Any]:
 
 
 def _derivatives(out_dir: Path, data: dict[str, Any]) -> tuple[Derivative, ...]:
-    tool = f"OpenCV {data.get('opencv', '?')}"
+    tool = f"PyAV {data.get('pyav', '?')} + Pillow {data.get('pillow', '?')}"
     frames = []
     for entry in data.get("keyframes", []):
         name = str(entry.get("file", ""))
@@ -228,8 +228,9 @@ def _versions(data: dict[str, Any]) -> dict[str, str]:
     import pdqhash
 
     versions = {"pdqhash": str(pdqhash.__version__), "media": MEDIA_VERSION}
-    if data.get("opencv"):
-        versions["opencv"] = str(data["opencv"])
+    for key in ("pyav", "pillow"):
+        if data.get(key):
+            versions[key] = str(data[key])
     c2pa = library_version()
     if c2pa:
         versions["c2pa-python"] = c2pa
