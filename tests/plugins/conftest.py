@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -52,3 +53,29 @@ def tokens(airflow_home: dict[str, str]) -> dict[str, str]:
         name: manager.generate_jwt(SimpleAuthManagerUser(username=name, role=role))
         for name, (role, _) in USERS.items()
     }
+
+
+@pytest.fixture
+def make_client(
+    airflow_home: dict[str, str], tokens: dict[str, str], evidence: Any
+) -> Iterator[Any]:
+    """A TestClient factory per Airflow user on the review app over the module's ``evidence``."""
+    from airflow.api_fastapi.app import get_auth_manager, init_auth_manager
+    from evidence_review.app import build_app
+    from fastapi.testclient import TestClient
+
+    try:
+        get_auth_manager()
+    except RuntimeError:  # another module's test purged Airflow's app (and its auth manager)
+        init_auth_manager()
+    clients: list[Any] = []
+
+    def make(user: str) -> Any:
+        client = TestClient(build_app(lambda: evidence.ctx), follow_redirects=False)
+        client.cookies.set("_token", tokens[user])
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()

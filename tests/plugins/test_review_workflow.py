@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,33 +40,6 @@ def evidence(tmp_path_factory: pytest.TempPathFactory) -> Evidence:
     evidence.items["copy"] = submit_file(evidence.ctx.store, copy, Claims("case-b", "dave")).sha256
     pipeline.ingest(evidence.ctx, workers=1)
     return evidence
-
-
-@pytest.fixture
-def make_client(
-    airflow_home: dict[str, str], tokens: dict[str, str], evidence: Evidence
-) -> Iterator[Any]:
-    """A TestClient factory per Airflow user."""
-    from airflow.api_fastapi.app import get_auth_manager, init_auth_manager
-    from evidence_review.app import build_app
-    from fastapi.testclient import TestClient
-
-    try:
-        get_auth_manager()
-    except RuntimeError:  # another module's test purged Airflow's app (and its auth manager)
-        init_auth_manager()
-
-    clients: list[Any] = []
-
-    def make(user: str) -> Any:
-        client = TestClient(build_app(lambda: evidence.ctx), follow_redirects=False)
-        client.cookies.set("_token", tokens[user])
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close()
 
 
 def token_of(client: Any, path: str) -> str:

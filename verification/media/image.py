@@ -313,7 +313,7 @@ def scale_for_hashing(image: Image.Image) -> Image.Image:
     the budget). The orientation is read before any conversion, which would drop TIFF tags.
     """
     with _quiet_exif_warnings():
-        transpose = _transpose_method(image.getexif().get(_ORIENTATION))
+        transpose = transpose_method(image.getexif().get(_ORIENTATION))
     converted = budget.CONVERTED_BEFORE_SCALING.get(image.mode)
     small = image.convert(converted) if converted else image
     small.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
@@ -322,7 +322,8 @@ def scale_for_hashing(image: Image.Image) -> Image.Image:
     return small if small.mode == "RGB" else small.convert("RGB")
 
 
-def _transpose_method(orientation: object) -> Image.Transpose | None:
+def transpose_method(orientation: object) -> Image.Transpose | None:
+    """Pillow's transpose that shows a picture with this EXIF orientation upright (None: as is)."""
     from PIL import Image
 
     methods = {

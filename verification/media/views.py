@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from verification.media import budget
+from verification.media.image import transpose_method
 
 VIEW_NAME = "view.jpg"
 PROXY_NAME = "proxy.webm"
@@ -303,16 +304,7 @@ def _bounded_rgb(image: Any, max_px: int, orientation: object) -> Any:
     converted = budget.CONVERTED_BEFORE_SCALING.get(image.mode)
     small = image.convert(converted) if converted else image
     small.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)
-    methods = {
-        2: Image.Transpose.FLIP_LEFT_RIGHT,
-        3: Image.Transpose.ROTATE_180,
-        4: Image.Transpose.FLIP_TOP_BOTTOM,
-        5: Image.Transpose.TRANSPOSE,
-        6: Image.Transpose.ROTATE_270,
-        7: Image.Transpose.TRANSVERSE,
-        8: Image.Transpose.ROTATE_90,
-    }
-    method = methods.get(orientation) if isinstance(orientation, int) else None
+    method = transpose_method(orientation)
     if method is not None:
         small = small.transpose(method)
     return small if small.mode == "RGB" else small.convert("RGB")
