@@ -12,15 +12,19 @@ Every night, prove that every preserved original is still the byte sequence rece
    **untracked** lists objects under `vault/` and `derivatives/` that no item owns.
 2. **reprocess** (mapped): items whose newest record came from an older pipeline version get a
    new record; the old record and its events stay.
-3. **checkpoint**: a signed Merkle root over every chain head, copied write-once to
+3. **views**: full-size photo views and video proxies for items that have none yet (items
+   recorded before views existed, or whose intake run's views task did not finish), at most
+   `views_limit` items a night (param, default 200), oldest first; a view that cannot be made is
+   recorded with its reason, a store that cannot be read fails the task and the verdict.
+4. **checkpoint**: a signed Merkle root over every chain head, copied write-once to
    `checkpoints/<created_at>.json` in the bucket, then time-stamped when
    `verification.ledger.timestamps` is installed.
-4. **custody**: `evidence custody verify` (every chain under the pinned keys, reconciled with
+5. **custody**: `evidence custody verify` (every chain under the pinned keys, reconciled with
    the items, the vault objects and the anchored checkpoints).
-5. **verdict**: fails the run, after everything above is recorded, when an original failed its
+6. **verdict**: fails the run, after everything above is recorded, when an original failed its
    check, is missing or could not be read at all (`not-run` is never a pass), when an object is
    untracked, when an original is overdue for its check, when custody verification fails, when
-   an item could not be reprocessed, or when a batch did not finish. The DAG's `on_failure_callback`
+   an item could not be reprocessed, or when a batch or the views backfill did not finish. The DAG's `on_failure_callback`
    (`evidence_common.notify_failure`) is where e-mail or chat alerts are wired.
 
 Schedule: `EVIDENCE_NIGHTLY_SCHEDULE` (default 02:00 UTC).
@@ -69,6 +73,12 @@ log = logging.getLogger(__name__)
         ),
         "verify_custody": Param(
             True, type="boolean", description="Run custody verification after the checkpoint."
+        ),
+        "views_limit": Param(
+            200,
+            type="integer",
+            minimum=0,
+            description="At most this many items without views get them tonight (0: none).",
         ),
     },
 )
@@ -143,6 +153,25 @@ def evidence_nightly() -> None:
         return {"reprocessed": len(outcomes) - len(failed), "failed": failed}
 
     @task(trigger_rule="all_done")
+    def views(params: dict[str, Any] | None = None) -> dict[str, int]:
+        """Views for the oldest items that have none (recorded, with the reason when a view
+        cannot be made); fails when the store could not be read or written."""
+        from verification.pipeline import views as item_views
+
+        ctx = open_evidence_context(get_current_context())
+        limit = int((params or {}).get("views_limit", 200))
+        outcomes = item_views.make_views(ctx, item_views.missing_views(ctx, limit))
+        counts: dict[str, int] = {}
+        for outcome in outcomes:
+            counts[outcome.state] = counts.get(outcome.state, 0) + 1
+        log.info("views backfill: %s", counts)
+        errors = [o.item[:12] for o in outcomes if o.state == item_views.ERROR]
+        if errors:
+            msg = f"views could not be made for {len(errors)} item(s): {', '.join(errors)}"
+            raise RuntimeError(msg)
+        return counts
+
+    @task(trigger_rule="all_done")
     def checkpoint() -> dict[str, Any]:
         """Sign and store a checkpoint over every chain head (after fixity and reprocessing)."""
         from verification.pipeline import fixity
@@ -167,6 +196,7 @@ def evidence_nightly() -> None:
         reprocess_results: list[dict[str, Any]],
         stored: dict[str, Any] | None,
         trust: dict[str, Any],
+        backfill: dict[str, int] | None,
     ) -> dict[str, Any]:
         """Fail the run when an original failed, is missing or could not be checked, when an
         object is untracked or an original overdue, when custody does not verify, when an item
@@ -190,6 +220,7 @@ def evidence_nightly() -> None:
             else "",
             "a fixity or reprocessing batch did not finish" if unfinished else "",
             "no checkpoint was written" if stored is None else "",
+            "the views backfill did not finish" if backfill is None else "",
             *_trust_reasons(report),
         ]
         reasons = [r for r in reasons if r]
@@ -202,14 +233,17 @@ def evidence_nightly() -> None:
     fixity_results = check_fixity.expand(batch=fixity_batches)
     stale_batches = list_stale()
     reprocess_results = reprocess.expand(batch=stale_batches)
+    backfill = views()
     stored = checkpoint()
-    [fixity_results, reprocess_results] >> stored
+    [fixity_results, reprocess_results, backfill] >> stored
     planted, late = untracked(), overdue()
     fixity_results >> late
     verified = custody()
     stored >> verified
     trust = {"untracked": planted, "overdue": late, "custody": verified}
-    verdict(fixity_batches, fixity_results, stale_batches, reprocess_results, stored, trust)
+    verdict(
+        fixity_batches, fixity_results, stale_batches, reprocess_results, stored, trust, backfill
+    )
 
 
 def _report(

@@ -50,3 +50,25 @@ def test_unreadable_original_and_planted_objects_fail_the_run(local_evidence: Ev
     assert "1 original(s) could not be checked (not-run)" in result.output
     assert "that no item owns (untracked)" in result.output
     assert "custody verification failure(s)" in result.output
+
+
+def test_nightly_makes_the_views_intake_did_not(local_evidence: Evidence) -> None:
+    """Items recorded without views (ingested directly, as before views existed) get them from
+    the nightly run, each recorded with a creation event before the checkpoint; a second run
+    makes none."""
+    from verification.pipeline import views as item_views
+
+    ev = local_evidence
+    items = _ingest(ev, 2)
+    assert sorted(item_views.missing_views(ev.ctx)) == sorted(items)
+
+    result = ev.run("evidence_nightly")
+
+    assert result.state == "success", result.output[-3000:]
+    assert item_views.missing_views(ev.ctx) == []
+    for sha in items:
+        view = item_views.recorded_view(ev.ctx, sha, item_views.VIEW_NAMES["image"])
+        assert view is not None and view["outcome"] == "success", view
+    again = ev.run("evidence_nightly")
+    assert again.state == "success", again.output[-3000:]
+    assert "views backfill: {}" in again.output
