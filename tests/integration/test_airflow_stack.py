@@ -92,9 +92,15 @@ def test_worker_crash_makes_a_red_run_after_retries(stack: Driver) -> None:
     assert tasks["process_batch"]["try_number"] == 3  # the first try and both retries
     assert tasks["summary"]["state"] == "failed"
     assert stack.asset_events("evidence_intake", run_id) == []
-    logs = stack.task_log("evidence_intake", run_id)
-    assert "analysis worker could not start: killed by SIGABRT" in logs
-    assert "2 submission(s) could not be processed" in logs
+    # A task's log file is complete a moment after its state is stored: wait for the lines.
+    run_logs = f"dag_id=evidence_intake/run_id={run_id}"
+    stack.wait_for_log(
+        f"{run_logs}/task_id=process_batch/**/*.log",
+        "analysis worker could not start: killed by SIGABRT",
+    )
+    stack.wait_for_log(
+        f"{run_logs}/task_id=summary/**/*.log", "2 submission(s) could not be processed"
+    )
     stack.wait_for_log(
         "dag_processor/**/evidence_intake.py.log", f"evidence_intake run {run_id} failed"
     )

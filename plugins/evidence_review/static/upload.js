@@ -172,6 +172,8 @@
         state(entry, "interrupted", `${error.message}; resuming in ${delay / 1000} s`);
         await new Promise((resolve) => setTimeout(resolve, delay));
         delay = Math.min(delay * 2, 8000);
+        // Cancelled while waiting: the cancel has the last word, never "resuming".
+        if (entry.cancelled) throw Object.assign(new Error("cancelled"), { cancelled: true });
         state(entry, "sending", "resuming");
       }
     }
@@ -358,6 +360,8 @@
   }
 
   function state(entry, name, text) {
+    // A cancelled file stays cancelled: a retry timer or a late answer cannot revive its row.
+    if (entry.row.dataset.state === "cancelled") return;
     entry.row.dataset.state = name;
     entry.cells.status.textContent = text;
     entry.cells.cancel.hidden = ["done", "cancelled", "failed"].includes(name);
