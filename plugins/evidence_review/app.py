@@ -24,7 +24,6 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import (
     HTMLResponse,
-    RedirectResponse,
     Response,
     StreamingResponse,
 )
@@ -34,9 +33,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from evidence_review import media, security, upload, views, workflow
 from evidence_review.rendering import base_of as _base
 from evidence_review.rendering import ctx_of as _ctx
+from evidence_review.rendering import (
+    record_then_show,
+    require_case,
+    require_visible,
+    scope_of,
+    visible_report,
+)
 from evidence_review.rendering import render as _render
 from evidence_review.rendering import report_of as _report
-from evidence_review.rendering import require_case, require_visible, scope_of, visible_report
 from evidence_review.rendering import secret_of as _secret
 from verification import review
 from verification.core.text import printable
@@ -349,15 +354,13 @@ def decide(
     note: Annotated[str, Form()] = "",
 ) -> Response:
     """Record a decision as a custody event, then show the item again (POST-redirect-GET)."""
-    ctx = _ctx(request)
-    require_visible(request, sha, user)
-    try:
-        review.record_decision(ctx, sha, decision, note, analyst)
-    except review.ReviewError as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
-    except KeyError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such item") from exc
-    return RedirectResponse(f"{_base(request)}/item/{sha}#decisions", status.HTTP_303_SEE_OTHER)
+    return record_then_show(
+        request,
+        sha,
+        user,
+        "decisions",
+        lambda ctx: review.record_decision(ctx, sha, decision, note, analyst),
+    )
 
 
 def download_original(

@@ -3,10 +3,11 @@ relative to where the app is mounted, and rendering a template."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import HTTPException, Request, status
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from verification import review
 from verification.pipeline import Context
@@ -71,3 +72,19 @@ def require_case(request: Request, case: str, user: Any) -> None:
     """404 unless the user may see the case."""
     if not scope_of(request, user).allows(case):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "No such case")
+
+
+def record_then_show(
+    request: Request, sha: str, user: Any, anchor: str, record: Callable[[Context], object]
+) -> Response:
+    """A review action: 404 unless the user may see the item, ``record`` the custody event (the
+    page's own 400 for a refused value, 404 for an unknown item), then show the item again at
+    ``anchor`` (POST-redirect-GET)."""
+    require_visible(request, sha, user)
+    try:
+        record(ctx_of(request))
+    except review.ReviewError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+    except KeyError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such item") from exc
+    return RedirectResponse(f"{base_of(request)}/item/{sha}#{anchor}", status.HTTP_303_SEE_OTHER)

@@ -23,8 +23,8 @@ from evidence_review import security, views
 from evidence_review.rendering import (
     base_of,
     ctx_of,
+    record_then_show,
     render,
-    require_visible,
     secret_of,
     visible_report,
 )
@@ -72,15 +72,9 @@ def comment(
     note: Annotated[str, Form()] = "",
 ) -> Response:
     """Record a comment (not a decision) as a custody event, then show the item again."""
-    ctx = ctx_of(request)
-    require_visible(request, sha, user)
-    try:
-        review.record_comment(ctx, sha, note, analyst)
-    except review.ReviewError as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
-    except KeyError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such item") from exc
-    return RedirectResponse(f"{base_of(request)}/item/{sha}#comments", status.HTTP_303_SEE_OTHER)
+    return record_then_show(
+        request, sha, user, "comments", lambda ctx: review.record_comment(ctx, sha, note, analyst)
+    )
 
 
 def assignment(
@@ -91,15 +85,9 @@ def assignment(
     assignee: Annotated[str, Form()] = "",
 ) -> Response:
     """Assign the item to an analyst (empty: nobody), as a custody event."""
-    ctx = ctx_of(request)
-    require_visible(request, sha, user)
-    try:
-        review.assign(ctx, sha, assignee, analyst)
-    except review.ReviewError as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
-    except KeyError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such item") from exc
-    return RedirectResponse(f"{base_of(request)}/item/{sha}#comments", status.HTTP_303_SEE_OTHER)
+    return record_then_show(
+        request, sha, user, "comments", lambda ctx: review.assign(ctx, sha, assignee, analyst)
+    )
 
 
 def withheld_for(

@@ -34,20 +34,27 @@ CSRF = re.compile(r'data-csrf="([0-9a-f]{64})"')
 MIB = 1024 * 1024
 
 
-@pytest.fixture
-def s3_ctx(tmp_path: Path, s3_server: str) -> Iterator[Context]:
-    """A pipeline context on a fresh moto bucket (SQLite ledger in tmp)."""
-    settings = make_settings(
+def _s3_context(tmp_path: Path, s3_server: str, **settings: Any) -> Context:
+    """What `evidence init --create-bucket` sets up: a fresh versioned moto bucket, the SQLite
+    ledger in tmp and the key pinned in the store."""
+    config = make_settings(
         tmp_path / "home",
         store="s3",
         s3_bucket=f"up-{uuid.uuid4().hex[:12]}",
         s3_endpoint_url=s3_server,
         s3_region="us-east-1",
+        **settings,
     )
-    store = open_store(settings)
+    store = open_store(config)
     assert isinstance(store, S3Store)
     store.ensure_bucket(versioning=True)
-    ctx = init_context(settings, store=store)
+    return init_context(config, store=store)
+
+
+@pytest.fixture
+def s3_ctx(tmp_path: Path, s3_server: str) -> Iterator[Context]:
+    """A pipeline context on a fresh moto bucket (SQLite ledger in tmp)."""
+    ctx = _s3_context(tmp_path, s3_server)
     yield ctx
     ctx.engine.dispose()
 
@@ -305,18 +312,7 @@ def test_public_url_signs_for_the_host_browsers_reach(
     from fastapi.testclient import TestClient
 
     public = s3_server.replace("127.0.0.1", "localhost")
-    settings = make_settings(
-        tmp_path / "home",
-        store="s3",
-        s3_bucket=f"up-{uuid.uuid4().hex[:12]}",
-        s3_endpoint_url=s3_server,
-        s3_region="us-east-1",
-        s3_public_url=public,
-    )
-    store = open_store(settings)
-    assert isinstance(store, S3Store)
-    store.ensure_bucket(versioning=True)
-    ctx = init_context(settings, store=store)
+    ctx = _s3_context(tmp_path, s3_server, s3_public_url=public)
     with TestClient(build_app(lambda: ctx)) as test_client:
         test_client.cookies.set("_token", tokens["analyst"])
         page = test_client.get("/submit")
@@ -347,18 +343,7 @@ def test_case_access_limits_what_a_user_may_submit_to_and_read(
     from evidence_review.app import build_app
     from fastapi.testclient import TestClient
 
-    settings = make_settings(
-        tmp_path / "home",
-        store="s3",
-        s3_bucket=f"up-{uuid.uuid4().hex[:12]}",
-        s3_endpoint_url=s3_server,
-        s3_region="us-east-1",
-        case_access={"user": ["case-lagos"], "Admin": ["*"]},
-    )
-    store = open_store(settings)
-    assert isinstance(store, S3Store)
-    store.ensure_bucket(versioning=True)
-    ctx = init_context(settings, store=store)
+    ctx = _s3_context(tmp_path, s3_server, case_access={"user": ["case-lagos"], "Admin": ["*"]})
     clients = {}
     try:
         for user in ("analyst", "admin"):
