@@ -139,18 +139,7 @@ def evidence_intake() -> None:
 
         ctx = open_evidence_context(get_current_context())
         items = [o.item for o in pipeline.recorded_outcomes(ctx, batch) if o.item]
-        outcomes = item_views.make_views(ctx, items)
-        counts: dict[str, int] = {}
-        for outcome in outcomes:
-            counts[outcome.state] = counts.get(outcome.state, 0) + 1
-            if outcome.state == item_views.FAILED:
-                log.warning("no %s for %s: %s", outcome.name, outcome.item[:12], outcome.reason)
-        log.info("views: %s", counts)
-        errors = [o.item[:12] for o in outcomes if o.state == item_views.ERROR]
-        if errors:
-            msg = f"{len(errors)} view(s) not made, the store could not be used: {errors}"
-            raise RuntimeError(msg)
-        return counts
+        return item_views.account_views(item_views.make_views(ctx, items), "views")
 
     keys = list_new()
     batches = make_batches(keys)

@@ -161,15 +161,7 @@ def evidence_nightly() -> None:
         ctx = open_evidence_context(get_current_context())
         limit = int((params or {}).get("views_limit", 200))
         outcomes = item_views.make_views(ctx, item_views.missing_views(ctx, limit))
-        counts: dict[str, int] = {}
-        for outcome in outcomes:
-            counts[outcome.state] = counts.get(outcome.state, 0) + 1
-        log.info("views backfill: %s", counts)
-        errors = [o.item[:12] for o in outcomes if o.state == item_views.ERROR]
-        if errors:
-            msg = f"views could not be made for {len(errors)} item(s): {', '.join(errors)}"
-            raise RuntimeError(msg)
-        return counts
+        return item_views.account_views(outcomes, "views backfill")
 
     @task(trigger_rule="all_done")
     def checkpoint() -> dict[str, Any]:

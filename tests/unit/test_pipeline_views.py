@@ -208,3 +208,21 @@ def test_views_on_s3_and_ranges_read_from_the_store(tmp_path: Path, s3_store: ob
     local.store.put(key, io.BytesIO(whole))
     with item_views.open_range(local, key, 10, 99) as part:
         assert part.read(90) == whole[10:100]
+
+
+def test_account_views_counts_warns_and_fails_only_when_the_store_failed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What the DAGs' views tasks report: counts per state and a warning per view that cannot
+    be made; an outcome the store prevented (``error``) fails the task so that it is retried."""
+    made = item_views.ViewOutcome("a" * 64, "view.jpg", item_views.MADE, size=10)
+    failed = item_views.ViewOutcome("b" * 64, "proxy.webm", item_views.FAILED, "no decoder")
+    with caplog.at_level("INFO", logger="verification.pipeline.views"):
+        counts = item_views.account_views([made, failed], "views")
+    assert counts == {"made": 1, "failed": 1}
+    assert f"no proxy.webm for {'b' * 12}: no decoder" in caplog.text
+    assert "views: {'made': 1, 'failed': 1}" in caplog.text
+
+    error = item_views.ViewOutcome("c" * 64, "view.jpg", item_views.ERROR, "store down")
+    with pytest.raises(item_views.ViewsIncomplete, match=r"1 view\(s\) not made.*cccccccccccc"):
+        item_views.account_views([made, error], "views backfill")

@@ -88,6 +88,26 @@ def make_views(ctx: Context, items: Iterable[str]) -> list[ViewOutcome]:
     return outcomes
 
 
+class ViewsIncomplete(RuntimeError):
+    """Views could not be made because the store could not be read or written (a retry may)."""
+
+
+def account_views(outcomes: Sequence[ViewOutcome], label: str) -> dict[str, int]:
+    """What a views step reports: the count per state, logged as ``<label>: {...}`` with a
+    warning per view that cannot be made; :class:`ViewsIncomplete` when the store failed."""
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.state] = counts.get(outcome.state, 0) + 1
+        if outcome.state == FAILED:
+            log.warning("no %s for %s: %s", outcome.name, outcome.item[:12], outcome.reason)
+    log.info("%s: %s", label, counts)
+    errors = [o.item[:12] for o in outcomes if o.state == ERROR]
+    if errors:
+        msg = f"{len(errors)} view(s) not made, the store could not be used: {', '.join(errors)}"
+        raise ViewsIncomplete(msg)
+    return counts
+
+
 def make_view(ctx: Context, sha: str) -> ViewOutcome | None:
     """One item's view, recorded; None when the item is not a photo or video (or unknown)."""
     facts = _item_facts(ctx, sha)
