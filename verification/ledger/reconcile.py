@@ -18,7 +18,7 @@ Chains are read in one pass ordered by item, so memory stays at one chain plus t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -158,22 +158,23 @@ def _check_chain(
     problems: list[ChainFailure] = []
     if sha not in items:
         problems.append(ChainFailure(sha, None, None, "custody chain without an item record"))
-    stranger = next((e for e in events if e.key_id not in trusted), None)
-    if stranger is not None:
-        problems.append(
-            ChainFailure(
-                sha,
-                stranger.seq,
-                stranger.uuid,
-                f"signed by key {stranger.key_id[:16]}…, which is not a pinned installation key",
-            )
-        )
-    else:
-        failure = verify_chain(sha, events, trusted)
-        if failure is not None:
-            problems.append(failure)
+    failure = verify_pinned_chain(sha, events, trusted)
+    if failure is not None:
+        problems.append(failure)
     problems.extend(_against_checkpoint(sha, events, heads, cp))
     return problems
+
+
+def verify_pinned_chain(
+    sha: str, events: Sequence[CustodyEvent], trusted: Mapping[str, str]
+) -> ChainFailure | None:
+    """One chain's first failure, accepting only signatures by the ``trusted`` (pinned) keys: an
+    event signed by any other key is named by its fingerprint, before the chain is checked."""
+    stranger = next((e for e in events if e.key_id not in trusted), None)
+    if stranger is not None:
+        why = f"signed by key {stranger.key_id[:16]}…, which is not a pinned installation key"
+        return ChainFailure(sha, stranger.seq, stranger.uuid, why)
+    return verify_chain(sha, events, trusted)
 
 
 def _against_checkpoint(

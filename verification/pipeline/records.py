@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from verification.core.findings import SEVERITY_ORDER
 from verification.core.text import printable
-from verification.ledger.custody import ChainFailure, CustodyEvent, verify_chain
+from verification.ledger.custody import ChainFailure, CustodyEvent
 from verification.ledger.models import DuplicateLink, Item, ItemFinding, Record, Submission
 from verification.media.gps import gps_text
 
@@ -21,6 +21,7 @@ from verification.media.gps import gps_text
 def _check_chain(ctx: Any, sha: str, events: Sequence[CustodyEvent]) -> ChainFailure | None:
     """The item's chain under the pinned keys (``pipeline.trust``), not the database's list: a
     key someone registered in the database and re-signed the chain with is refused."""
+    from verification.ledger.reconcile import verify_pinned_chain
     from verification.pipeline.trust import pinned_keys
 
     if not events:
@@ -28,11 +29,7 @@ def _check_chain(ctx: Any, sha: str, events: Sequence[CustodyEvent]) -> ChainFai
     pinned = pinned_keys(ctx)
     if pinned.problem:
         return ChainFailure(sha, None, None, pinned.problem)
-    stranger = next((e for e in events if e.key_id not in pinned.keys), None)
-    if stranger is not None:
-        why = f"signed by key {stranger.key_id[:16]}…, which is not a pinned installation key"
-        return ChainFailure(sha, stranger.seq, stranger.uuid, why)
-    return verify_chain(sha, events, pinned.keys)
+    return verify_pinned_chain(sha, events, pinned.keys)
 
 
 def list_items(
