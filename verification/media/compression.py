@@ -16,6 +16,7 @@ comment). No messaging or social platform publishes its tables, so none is named
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 from collections.abc import Mapping, Sequence
@@ -57,6 +58,7 @@ def ijg_table(standard: Sequence[int], quality: int) -> tuple[int, ...]:
     return tuple(min(255, max(1, (value * scale + 50) // 100)) for value in standard)
 
 
+@functools.cache
 def ffmpeg_table(qscale: int) -> tuple[int, ...]:
     """libavcodec's MJPEG table for ``qscale``: DC 8, AC the MPEG-1 matrix times qscale / 8."""
     return (8, *(max(1, value * qscale // 8) for value in MPEG1_INTRA[1:]))
@@ -100,21 +102,36 @@ def estimate_quality(tables: Mapping[int, Sequence[int]]) -> tuple[int, float, b
     """(libjpeg quality whose tables come closest, mean absolute difference per entry, exact).
 
     Table 0 is compared with the luminance table, table 1 with the chrominance table (as
-    libjpeg assigns them); further tables are ignored.
+    libjpeg assigns them); further tables are ignored. Ties go to the lowest quality.
     """
-    pairs = [(tables[i], std) for i, std in ((0, STANDARD_LUMINANCE), (1, STANDARD_CHROMINANCE))]
-    best: tuple[int, int] | None = None
-    for quality in range(1, 101):
-        error = sum(
-            abs(a - b)
-            for table, std in pairs
-            for a, b in zip(table, ijg_table(std, quality), strict=False)
-        )
-        if best is None or error < best[0]:
-            best = (error, quality)
-    assert best is not None
-    entries = 64 * len(pairs)
-    return best[1], round(best[0] / entries, 3), best[0] == 0
+    error = _distances(tables[0], STANDARD_LUMINANCE) + _distances(tables[1], STANDARD_CHROMINANCE)
+    return _closest(error, 64 * 2)
+
+
+def _distances(table: Sequence[int], standard: tuple[int, ...]) -> Any:
+    """Sum of absolute differences between ``table`` and libjpeg's table for each quality
+    1-100 (entry q-1), over the entries both have."""
+    import numpy as np
+
+    scaled = _ijg_tables(standard)
+    values = np.asarray(table[:64], dtype=np.int64)
+    return np.abs(scaled[:, : len(values)] - values).sum(axis=1)
+
+
+def _closest(error: Any, entries: int) -> tuple[int, float, bool]:
+    import numpy as np
+
+    best = int(np.argmin(error))  # the first minimum: the lowest quality among equals
+    smallest = int(error[best])
+    return best + 1, round(smallest / entries, 3), smallest == 0
+
+
+@functools.cache
+def _ijg_tables(standard: tuple[int, ...]) -> Any:
+    """libjpeg's tables for qualities 1-100 (row q-1), as a 100x64 array."""
+    import numpy as np
+
+    return np.array([ijg_table(standard, q) for q in range(1, 101)], dtype=np.int64)
 
 
 def _ffmpeg_qscale(tables: Mapping[int, Sequence[int]]) -> int | None:
@@ -143,11 +160,7 @@ def classify(
 
 
 def _luminance_only(table: Sequence[int]) -> tuple[int, float, bool]:
-    best = min(
-        (sum(abs(a - b) for a, b in zip(table, ijg_table(STANDARD_LUMINANCE, q), strict=False)), q)
-        for q in range(1, 101)
-    )
-    return best[1], round(best[0] / 64, 3), best[0] == 0
+    return _closest(_distances(table, STANDARD_LUMINANCE), 64)
 
 
 def _tables_of(image: Any) -> dict[int, tuple[int, ...]]:
