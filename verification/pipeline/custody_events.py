@@ -2,6 +2,10 @@
 identification, metadata extraction, derivatives, quarantine and validation.
 
 Each event has a step key, so writing them again (a retried transaction, a second run) adds none.
+
+Events are staged in the recording transaction (:func:`stage`) and written at its end
+(:func:`write_staged`): each item's chain gets one look-up of its steps, one row lock, one read
+of its head and one flush, whatever the number of events, in the order they were staged.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import Any, Literal
 
@@ -23,6 +27,23 @@ from verification.pipeline.model import Analysis
 from verification.pipeline.preservation import collection_check
 
 log = logging.getLogger(__name__)
+
+_STAGED = "evidence.custody.staged"
+
+
+def stage(session: Session, sha: str, steps: Sequence[CustodyStep]) -> None:
+    """Queue ``steps`` for ``sha``'s chain until :func:`write_staged` ends the transaction's
+    recording (in order, after those already queued)."""
+    staged: dict[str, list[CustodyStep]] = session.info.setdefault(_STAGED, {})
+    staged.setdefault(sha, []).extend(steps)
+
+
+def write_staged(ctx: Context, session: Session) -> None:
+    """Append every staged event, item by item (in SHA-256 order: the items' rows are already
+    locked by the recording transaction), each item's events in the order they were staged."""
+    staged: dict[str, list[CustodyStep]] = session.info.pop(_STAGED, {})
+    for sha in sorted(staged):
+        ctx.ledger.append_many(sha, staged[sha], session=session)
 
 
 def record_preservation(
@@ -81,7 +102,7 @@ def record_preservation(
             agents,
         )
     )
-    ctx.ledger.append_many(sha, steps, session=session)
+    stage(session, sha, steps)
 
 
 def _receipt_entry(
@@ -137,7 +158,7 @@ def record_analysis_events(ctx: Context, session: Session, analysis: Analysis) -
         )
         for derivative in analysis.derivatives
     ]
-    ctx.ledger.append_many(sha, steps, session=session)
+    stage(session, sha, steps)
 
 
 def record_validation(
@@ -151,21 +172,16 @@ def record_validation(
 ) -> None:
     assert analysis.digests is not None and analysis.info is not None
     outcome: Literal["success", "warning"] = "success" if status == "consistent" else "warning"
-    ctx.ledger.append(
-        analysis.digests.sha256,
-        "validation",
-        outcome,
-        {
-            "pipeline_version": pipeline_version(),
-            "submission": submission_id,
-            "status": status,
-            "status_reasons": reasons,
-            "findings": sorted({f.code for f in findings}),
-        },
-        step_key=f"validation:{pipeline_version()}:{analysis.info.key}:{analysis.info.etag}",
-        agents=ctx.agents,
-        session=session,
-    )
+    detail = {
+        "pipeline_version": pipeline_version(),
+        "submission": submission_id,
+        "status": status,
+        "status_reasons": reasons,
+        "findings": sorted({f.code for f in findings}),
+    }
+    key = f"validation:{pipeline_version()}:{analysis.info.key}:{analysis.info.etag}"
+    step = CustodyStep("validation", outcome, detail, key, ctx.agents)
+    stage(session, analysis.digests.sha256, [step])
 
 
 def record_reevaluation(
@@ -193,25 +209,19 @@ def record_reevaluation(
     else:  # one event per state of the linked item
         state = json.dumps(dict(cause), sort_keys=True, default=str).encode()
         suffix = f"{reason}:{hashlib.sha256(state).hexdigest()[:16]}"
-    ctx.ledger.append(
-        sha,
-        "validation",
-        outcome,
-        {
-            "re_evaluation": True,
-            "reason": words,
-            "cause": dict(cause),
-            "pipeline_version": version,
-            "previous_status": previous_status,
-            "status": status,
-            "status_reasons": list(data.get("status_reasons", [])),
-            "findings": sorted({f["code"] for f in data.get("findings", [])}),
-            "earliest_copy": data.get("earliest_copy"),
-        },
-        step_key=f"re-evaluation:{version}:{other}:{suffix}"[:200],
-        agents=ctx.agents,
-        session=session,
-    )
+    detail = {
+        "re_evaluation": True,
+        "reason": words,
+        "cause": dict(cause),
+        "pipeline_version": version,
+        "previous_status": previous_status,
+        "status": status,
+        "status_reasons": list(data.get("status_reasons", [])),
+        "findings": sorted({f["code"] for f in data.get("findings", [])}),
+        "earliest_copy": data.get("earliest_copy"),
+    }
+    key = f"re-evaluation:{version}:{other}:{suffix}"[:200]
+    stage(session, sha, [CustodyStep("validation", outcome, detail, key, ctx.agents)])
 
 
 _REEVALUATION_REASONS = {

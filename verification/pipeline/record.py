@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from verification.core.claims import Claims
 from verification.core.findings import Finding
 from verification.core.text import printable
+from verification.ledger.custody import CustodyStep
 from verification.ledger.models import (
     Item,
     ItemFinding,
@@ -38,6 +39,8 @@ from verification.pipeline.context import Context
 from verification.pipeline.custody_events import (
     record_analysis_events,
     record_preservation,
+    stage,
+    write_staged,
 )
 from verification.pipeline.dedupe import (
     CollectionIndex,
@@ -107,6 +110,7 @@ def record_reanalysis(
         before = item_state(session, sha)
         record_analysis_events(ctx, session, analysis)
         _link_and_write(ctx, session, analysis, submission_id, matches, index, before)
+        write_staged(ctx, session)
         return _outcome(session, analysis.key, sha)
 
     return in_transaction(ctx, work)
@@ -156,6 +160,7 @@ def _record(
     sub.item_sha256 = sha
     sub.state, sub.processed_at, sub.error = "processed", utcnow(), analysis.error
     _supersede_failures(session, info.key, sub.id)
+    write_staged(ctx, session)
     return _outcome(session, info.key, sha)
 
 
@@ -455,15 +460,9 @@ def _record_quarantine(
     assert analysis.digests is not None and analysis.info is not None
     sha = analysis.digests.sha256
     reason = analysis.error or "unreadable"
-    ctx.ledger.append(
-        sha,
-        "quarantine",
-        "warning",
-        {"reason": reason, "stage": analysis.error_stage, "submission": submission_id},
-        step_key=f"quarantine:{analysis.info.key}:{analysis.info.etag}",
-        agents=ctx.agents,
-        session=session,
-    )
+    detail = {"reason": reason, "stage": analysis.error_stage, "submission": submission_id}
+    key = f"quarantine:{analysis.info.key}:{analysis.info.etag}"
+    stage(session, sha, [CustodyStep("quarantine", "warning", detail, key, ctx.agents)])
     finding = Finding("unreadable", "warning", reason, {"stage": analysis.error_stage})
     failed = replace(analysis, item_findings=(finding,), claim_findings=())
     write_record(ctx, session, failed, submission_id)
