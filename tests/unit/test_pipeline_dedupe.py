@@ -335,6 +335,112 @@ def test_batch_index_reads_only_what_was_stored_since(uploaded: Path, tmp_path: 
     assert len(index.index.item_ids) == 2
 
 
+def _grouped(seed: int | None) -> Any:
+    """A stand-in for ``batch._as_ready`` that waits for every submission of the batch, then hands
+    them to the recorder in one group (``seed`` None) or in seeded groups of 1-6, so that
+    recording several submissions per transaction is exercised whatever the machine's speed."""
+    from concurrent.futures import wait
+
+    def as_ready(futures: Sequence[Any], most: int) -> Any:
+        wait(futures)
+        ready = list(futures)
+        if seed is None:
+            yield ready
+            return
+        rng = random.Random(seed)
+        rng.shuffle(ready)
+        while ready:
+            size = rng.randint(1, min(6, most))
+            yield ready[:size]
+            ready = ready[size:]
+
+    return as_ready
+
+
+@pytest.mark.parametrize("seed", [None, 4, 5])
+def test_submissions_recorded_together_get_what_one_at_a_time_gives(
+    seed: int | None,
+    uploaded: Path,
+    tmp_path: Path,
+    reference: tuple[Context, dict],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Near-duplicates, crops, mirrors and exact duplicates recorded in the same transaction
+    (one group of all ten, or seeded groups) link to each other and get the links, findings,
+    statuses and custody chains that ingest gives recording them one by one."""
+    from verification.pipeline import batch
+
+    _, expected = reference
+    monkeypatch.setattr(batch, "_as_ready", _grouped(seed))
+    sizes: list[int] = []
+    together = batch.record_group
+
+    def spy(ctx: Context, analyses: Sequence[Any], index: Any) -> Any:
+        sizes.append(len(analyses))
+        return together(ctx, analyses, index)
+
+    monkeypatch.setattr(batch, "record_group", spy)
+    keys = sorted(expected["outcomes"])
+    if seed is not None:
+        random.Random(seed).shuffle(keys)
+    ctx = _context(uploaded, tmp_path / "home", workers=2)
+    _run(ctx, [keys], workers=2)
+    assert sizes and max(sizes) > 1 and sum(sizes) <= len(keys)
+    got = _snapshot(ctx)
+    assert got["outcomes"] == expected["outcomes"]
+    assert got["links"] == expected["links"]
+    assert got["items"] == expected["items"]
+    assert ctx.ledger.verify().ok
+
+
+def test_a_submission_that_cannot_be_recorded_fails_alone_in_its_group(
+    uploaded: Path,
+    tmp_path: Path,
+    reference: tuple[Context, dict],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When recording one submission of a group raises (here a database error on every try
+    for ``low.jpg``), the group's transaction leaves nothing, the others are recorded one at a
+    time, that one is reported failed with the reason and leaves no item, record or event; the
+    next run records it and the ledger ends as ingest would have made it."""
+    from sqlalchemy.exc import OperationalError
+
+    from verification.pipeline import batch, record
+
+    _, expected = reference
+    monkeypatch.setattr(batch, "_as_ready", _grouped(None))
+    monkeypatch.setattr(record, "RETRY_DELAY", 0.01)
+    claim = record._claim_submission
+
+    def failing(session: Session, analysis: Any) -> Any:
+        if analysis.key == "incoming/case-1/low.jpg":
+            raise OperationalError("INSERT", {}, Exception("connection reset"))
+        return claim(session, analysis)
+
+    monkeypatch.setattr(record, "_claim_submission", failing)
+    ctx = _context(uploaded, tmp_path / "home", workers=2)
+    keys = sorted(expected["outcomes"])
+    outcomes = {o.key: o for o in pipeline.process_batch(ctx, keys, workers=2)}
+    bad = outcomes.pop("incoming/case-1/low.jpg")
+    assert bad.failed and bad.item is None and "connection reset" in (bad.error or "")
+    assert all(not o.failed for o in outcomes.values())
+    low = next(
+        sha for sha, i in expected["items"].items() if "incoming/case-1/low.jpg" in i["submissions"]
+    )
+    with Session(ctx.engine) as session:
+        assert session.get(Item, low) is None
+        assert session.scalar(select(Event.id).where(Event.item_sha256 == low)) is None
+        assert session.scalar(select(Record.id).where(Record.item_sha256 == low)) is None
+    assert ctx.ledger.verify().ok
+    monkeypatch.setattr(record, "_claim_submission", claim)
+    again = pipeline.ingest(ctx)
+    assert [o.key for o in again] == ["incoming/case-1/low.jpg"] and not again[0].failed
+    got = _snapshot(ctx)
+    assert got["links"] == expected["links"]
+    assert got["items"] == expected["items"]
+    assert ctx.ledger.verify().ok
+
+
 def test_item_committed_after_the_matches_were_found_is_still_linked(
     uploaded: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -57,6 +57,7 @@ from verification.pipeline.record import (
     processed_outcome,
     record_analysis,
     record_failure,
+    record_group,
     record_rejection,
     recorded_outcomes,
     rejected_outcome,
@@ -77,6 +78,9 @@ FAULT_ENV = "EVIDENCE_TEST_FAULT"
 # for anything the margin missed (a file copied into a local store with an old mtime, say).
 LISTING_MARGIN = timedelta(hours=1)
 FULL_LISTING_EVERY = timedelta(hours=24)
+# Submissions analysed by the time the recorder is free are recorded together, up to this many
+# per transaction (verification.pipeline.record.record_group).
+RECORD_GROUP = 16
 
 
 def _injected_fault(keys: Sequence[str]) -> str | None:
@@ -265,11 +269,11 @@ def process_batch(
         ):
             futures = [io.submit(_prepare, ctx, pool, key) for key in keys]
             try:
-                for future in as_completed(futures):
-                    outcome = _record(ctx, future, index)
-                    outcomes.append(outcome)
-                    if progress:
-                        progress(outcome)
+                for ready in _as_ready(futures, RECORD_GROUP):
+                    for outcome in _record_ready(ctx, ready, index, order):
+                        outcomes.append(outcome)
+                        if progress:
+                            progress(outcome)
             except BaseException:
                 for future in futures:
                     future.cancel()
@@ -380,13 +384,76 @@ def _preserve_and_analyse(ctx: Context, pool: AnalysisPool, info: ObjectInfo) ->
     return with_analysis(base, result, derivatives, kept.claim_problems)
 
 
-def _record(
-    ctx: Context, future: Future[Analysis | _Done | _Refused], index: CollectionIndex
-) -> Outcome:
+Prepared = Analysis | _Done | _Refused
+
+
+def _as_ready(futures: Sequence[Future[Prepared]], most: int) -> Iterator[list[Future[Prepared]]]:
+    """The futures in groups of those done by the time the previous group was handled (at
+    least one, at most ``most``), until every one was given out."""
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        ready = list(done)
+        for start in range(0, len(ready), most):
+            yield ready[start : start + most]
+
+
+def _record_ready(
+    ctx: Context,
+    ready: Sequence[Future[Prepared]],
+    index: CollectionIndex,
+    order: Mapping[str, int],
+) -> list[Outcome]:
+    """Record prepared submissions, in ``keys`` order: the analysed ones together in one
+    transaction when there are several (one at a time when that transaction fails), the rest
+    one by one. When the workers became unavailable, what was analysed is recorded first and
+    :class:`~verification.analysis.WorkersUnavailable` then propagates."""
+    prepared: list[Prepared] = []
+    unavailable: WorkersUnavailable | None = None
+    for future in ready:
+        try:
+            prepared.append(future.result())
+        except WorkersUnavailable as exc:
+            unavailable = exc
+    prepared.sort(key=lambda p: order.get(_key_of(p), len(order)))
+    group: list[Analysis] = []
+    alone: list[Prepared] = []
+    for p in prepared:
+        if isinstance(p, Analysis) and p.digests and p.info:
+            group.append(p)
+        else:
+            alone.append(p)
+    if len(group) < 2:
+        alone, group = prepared, []
+    outcomes = [_record(ctx, p, index) for p in alone]
+    if group:
+        outcomes += _record_group(ctx, group, index)
+    if unavailable is not None:
+        raise unavailable
+    return outcomes
+
+
+def _record_group(ctx: Context, group: list[Analysis], index: CollectionIndex) -> list[Outcome]:
+    try:
+        return record_group(ctx, group, index)
+    except Exception as exc:  # the database, or our bug on one of them: one at a time
+        log.warning(
+            "recording %d submissions together failed (%s); recording them one at a time",
+            len(group),
+            printable(reason(exc)),
+        )
+        log.debug("recording a group failed", exc_info=True)
+        return [_record(ctx, analysis, index) for analysis in group]
+
+
+def _key_of(prepared: Prepared) -> str:
+    return prepared.key if isinstance(prepared, Analysis | _Refused) else prepared.info.key
+
+
+def _record(ctx: Context, prepared: Prepared, index: CollectionIndex) -> Outcome:
     """Record one prepared submission; a database failure is that submission's ``failed``,
     reported in one line (the next run retries it)."""
-    prepared = future.result()  # WorkersUnavailable propagates: the batch cannot go on
-    key = prepared.key if isinstance(prepared, Analysis | _Refused) else prepared.info.key
+    key = _key_of(prepared)
     try:
         if isinstance(prepared, _Refused):
             return rejected_outcome(ctx, prepared.key, prepared.problem)

@@ -13,6 +13,7 @@ failure. Every write is idempotent: a step that already left its custody event i
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -92,7 +93,53 @@ def record_analysis(
         return existing
     index = index or CollectionIndex(ctx.engine)
     matches = [] if analysis.error else find_matches(ctx, analysis, index)
-    return in_transaction(ctx, lambda session: _record(ctx, session, analysis, matches, index))
+
+    def work(session: Session) -> Outcome:
+        lock_dedupe(session)  # first, before any row lock: recorders that link items take turns
+        late = functools.partial(late_matches, ctx, session, analysis, index)
+        outcome = _record(ctx, session, analysis, matches, late)
+        write_staged(ctx, session)
+        return outcome
+
+    return in_transaction(ctx, work)
+
+
+def record_group(
+    ctx: Context, analyses: Sequence[Analysis], index: CollectionIndex
+) -> list[Outcome]:
+    """Record several analysed submissions (each read, with digests) in one transaction, in
+    the order given; their outcomes in that order.
+
+    What each item gets is what :func:`record_analysis` would give it: the transaction takes
+    the dedupe lock once, catches ``index`` up with items committed since the matches were
+    found, and matches each submission also against the items recorded before it in the
+    group (visible in the transaction, not yet in ``index``: a group that rolls back leaves
+    ``index`` as it was). Not retried: whatever the transaction raises propagates, nothing of
+    the group is recorded, and the caller records the submissions one at a time (so one that
+    cannot be recorded fails alone).
+    """
+    matches = [[] if a.error else find_matches(ctx, a, index) for a in analyses]
+    with Session(ctx.engine, expire_on_commit=False) as session, session.begin():
+        lock_dedupe(session)
+        fresh = index.refresh(session)  # before this transaction writes: committed items only
+        outcomes: list[Outcome] = []
+        for analysis, found in zip(analyses, matches, strict=True):
+            assert analysis.digests is not None
+            sha = analysis.digests.sha256
+            since = (fresh | {o.item for o in outcomes if o.item}) - {sha}
+            late = functools.partial(_matches_among, ctx, session, analysis, index, since)
+            outcomes.append(_record(ctx, session, analysis, found, late))
+        write_staged(ctx, session)
+        return [_outcome(session, o.key, o.item) if o.item else o for o in outcomes]
+
+
+def _matches_among(
+    ctx: Context, session: Session, analysis: Analysis, index: CollectionIndex, items: set[str]
+) -> list[dict[str, Any]]:
+    """Matches of ``analysis`` among ``items`` only, as ``session`` sees them."""
+    if not items:
+        return []
+    return find_matches(ctx, analysis, index, session=session, only=items)
 
 
 def record_reanalysis(
@@ -109,7 +156,8 @@ def record_reanalysis(
         lock_items(session, [sha, *(m["item"] for m in matches)])
         before = item_state(session, sha)
         record_analysis_events(ctx, session, analysis)
-        _link_and_write(ctx, session, analysis, submission_id, matches, index, before)
+        late = functools.partial(late_matches, ctx, session, analysis, index)
+        _link_and_write(ctx, session, analysis, submission_id, matches, late, before)
         write_staged(ctx, session)
         return _outcome(session, analysis.key, sha)
 
@@ -136,12 +184,13 @@ def _record(
     session: Session,
     analysis: Analysis,
     matches: list[dict[str, Any]],
-    index: CollectionIndex,
+    late: Callable[[], list[dict[str, Any]]],
 ) -> Outcome:
+    """One submission in ``session`` (the dedupe lock held); its custody events are staged for
+    the caller's :func:`write_staged`. ``late`` finds the matches committed since ``matches``."""
     info, digests = analysis.info, analysis.digests
     assert info is not None and digests is not None
     sha = digests.sha256
-    lock_dedupe(session)  # first, before any row lock: recorders that link items take turns
     _insert_item(session, analysis)
     lock_items(session, [sha, *(m["item"] for m in matches)])
     done = _processed_submission(session, info)
@@ -156,11 +205,10 @@ def _record(
         reevaluate_linked(ctx, session, sha, [], before)
     else:
         record_analysis_events(ctx, session, analysis)
-        _link_and_write(ctx, session, analysis, sub.id, matches, index, before)
+        _link_and_write(ctx, session, analysis, sub.id, matches, late, before)
     sub.item_sha256 = sha
     sub.state, sub.processed_at, sub.error = "processed", utcnow(), analysis.error
     _supersede_failures(session, info.key, sub.id)
-    write_staged(ctx, session)
     return _outcome(session, info.key, sha)
 
 
@@ -170,14 +218,14 @@ def _link_and_write(
     analysis: Analysis,
     submission_id: int,
     matches: list[dict[str, Any]],
-    index: CollectionIndex,
+    late_found: Callable[[], list[dict[str, Any]]],
     before: tuple[Any, ...] | None,
 ) -> None:
     """Links (with those only visible under the dedupe lock), the record, and the re-evaluation
     of every item the links or this item's new first-seen time affect."""
     assert analysis.digests is not None
     sha = analysis.digests.sha256
-    late = late_matches(ctx, session, analysis, index)
+    late = late_found()
     if late:
         lock_items(session, [m["item"] for m in late])
     new = link_duplicates(session, sha, analysis.perceptual, [*matches, *late])
