@@ -285,11 +285,22 @@ def insert_if_absent(
     return bool(getattr(result, "rowcount", 0))
 
 
+READ_ONLY = "evidence_read_only"
+
+
+def reader(engine: Engine) -> Engine:
+    """``engine`` for transactions that only read: on SQLite they begin deferred (a snapshot of
+    the WAL, no lock), so they never wait for a writer; elsewhere nothing changes."""
+    return engine.execution_options(**{READ_ONLY: True})
+
+
 def make_engine(url: str) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` transactions.
 
     ``BEGIN IMMEDIATE`` takes the write lock at the start of every transaction, so concurrent
     appenders to the ledger queue up instead of failing half-way with "database is locked".
+    Transactions on :func:`reader` engines only read: they begin deferred instead, and so do
+    not queue behind a recording transaction.
     """
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
@@ -306,7 +317,8 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get(READ_ONLY)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 

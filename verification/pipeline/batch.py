@@ -37,7 +37,13 @@ from verification.analysis import (
 from verification.analysis.pool import warm_pool
 from verification.core.config import Settings
 from verification.core.text import printable
-from verification.ledger.models import ListingCursor, Submission, insert_if_absent, utcnow
+from verification.ledger.models import (
+    ListingCursor,
+    Submission,
+    insert_if_absent,
+    reader,
+    utcnow,
+)
 from verification.pipeline.context import Context
 from verification.pipeline.dedupe import CollectionIndex, batch_index
 from verification.pipeline.layout import INCOMING, SIDECAR_SUFFIX
@@ -137,7 +143,7 @@ def _aware(moment: datetime) -> datetime:
 
 
 def _listing_cursor(ctx: Context, prefix: str) -> tuple[datetime, datetime] | None:
-    with Session(ctx.engine) as session:
+    with Session(reader(ctx.engine)) as session:
         row = session.get(ListingCursor, prefix)
         return None if row is None else (row.listed_from, row.full_at)
 
@@ -173,7 +179,7 @@ def _move_cursor(
 def _failed_before(ctx: Context, prefix: str, listed: set[str]) -> list[ObjectInfo]:
     """Failed submissions under ``prefix`` the time-bounded listing left out, as the store
     describes them now (gone from the store: nothing to retry)."""
-    with Session(ctx.engine) as session:
+    with Session(reader(ctx.engine)) as session:
         keys = session.scalars(
             select(Submission.store_key)
             .where(Submission.state == FAILED, Submission.store_key.startswith(prefix))
@@ -196,7 +202,7 @@ def _recorded(ctx: Context, keys: Sequence[str]) -> tuple[set[tuple[str, str]], 
     done: set[tuple[str, str]] = set()
     failed: set[str] = set()
     stored = sorted({stored_key(key) for key in keys})
-    with Session(ctx.engine) as session:
+    with Session(reader(ctx.engine)) as session:
         for start in range(0, len(stored), 500):
             # By key alone, so the (store_key, etag) index answers: with a condition on state
             # as well, SQLite may pick the state index and read every processed submission.

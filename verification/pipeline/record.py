@@ -34,6 +34,7 @@ from verification.ledger.models import (
     ItemFinding,
     Submission,
     insert_if_absent,
+    reader,
     utcnow,
 )
 from verification.pipeline.context import Context
@@ -248,7 +249,7 @@ def _supersede_failures(session: Session, key: str, submission_id: int) -> None:
 
 def is_processed(ctx: Context, info: ObjectInfo) -> bool:
     """Whether this submission (key + ETag) was already recorded."""
-    with Session(ctx.engine) as session:
+    with Session(reader(ctx.engine)) as session:
         found = session.scalar(
             select(Submission.id).where(
                 Submission.store_key == info.key,
@@ -267,7 +268,7 @@ def recorded_outcomes(ctx: Context, keys: Sequence[str]) -> list[Outcome]:
     attempt could not be processed, ``rejected`` with the reason when the key was refused.
     """
     latest: dict[str, Submission] = {}
-    with Session(ctx.engine) as session:
+    with Session(reader(ctx.engine)) as session:
         for start in range(0, len(keys), 500):
             chunk = [stored_key(k) for k in keys[start : start + 500]]
             for sub in session.scalars(
@@ -299,14 +300,14 @@ def current(ctx: Context, outcome: Outcome) -> Outcome:
 
 
 def _item_status(ctx: Context, sha: str) -> str:
-    with Session(ctx.engine) as session:
+    with Session(reader(ctx.engine)) as session:
         item = session.get(Item, sha)
         return item.status if item else "pending"
 
 
 def processed_outcome(ctx: Context, info: ObjectInfo) -> Outcome | None:
     """The recorded outcome of this submission (key + ETag), or None when not processed."""
-    with Session(ctx.engine) as session:
+    with Session(reader(ctx.engine)) as session:
         sub = _processed_submission(session, info)
         if sub is None or sub.item_sha256 is None:
             return None
@@ -315,7 +316,7 @@ def processed_outcome(ctx: Context, info: ObjectInfo) -> Outcome | None:
 
 def outcome_of(ctx: Context, key: str, sha: str, status: str) -> Outcome:
     """The outcome of ``key`` whose item is ``sha``, with the item's warning-level findings."""
-    with Session(ctx.engine) as session:
+    with Session(reader(ctx.engine)) as session:
         return replace(_outcome(session, key, sha), status=status)
 
 
@@ -423,7 +424,7 @@ def rejected_outcome(ctx: Context, key: str, error: str) -> Outcome:
     A key given directly (not found by :func:`~verification.pipeline.batch.list_new`) has no
     known ETag; it is recorded under ``unlisted``.
     """
-    with Session(ctx.engine) as session:
+    with Session(reader(ctx.engine)) as session:
         recorded = session.scalar(
             select(Submission.error)
             .where(Submission.store_key == stored_key(key), Submission.state == REJECTED)
