@@ -289,7 +289,7 @@ def process_batch(
         _record_unanalysed(ctx, [k for k in keys if k not in done], exc)
         raise
     _save_index(index)
-    final = [_as_recorded_now(ctx, outcome) for outcome in outcomes]
+    final = _as_recorded_now(ctx, outcomes)
     return sorted(final, key=lambda o: order.get(o.key, len(order)))
 
 
@@ -332,12 +332,13 @@ def ingest(
     return process_batch(ctx, keys, workers=workers, progress=progress)
 
 
-def _as_recorded_now(ctx: Context, outcome: Outcome) -> Outcome:
-    """:func:`current`, or ``outcome`` as it was when the database cannot say (it went away)."""
+def _as_recorded_now(ctx: Context, outcomes: Sequence[Outcome]) -> list[Outcome]:
+    """:func:`current`, or ``outcomes`` as they were when the database cannot say (it went
+    away)."""
     try:
-        return current(ctx, outcome)
+        return current(ctx, outcomes)
     except SQLAlchemyError:
-        return outcome
+        return list(outcomes)
 
 
 class _Done:

@@ -280,29 +280,49 @@ def recorded_outcomes(ctx: Context, keys: Sequence[str]) -> list[Outcome]:
     for key in keys:
         state, sha, error = found.get(stored_key(key), ("pending", None, None))
         if state == "processed" and sha:
-            outcomes.append(outcome_of(ctx, key, sha, _item_status(ctx, sha)))
+            outcomes.append(Outcome(key, sha, "pending"))  # as the ledger has it: just below
         elif state in (FAILED, REJECTED):
             outcomes.append(Outcome(key, None, state, error=error))
         else:
             outcomes.append(Outcome(key, None, "pending", error=error))
-    return outcomes
+    return current(ctx, outcomes)
 
 
-def current(ctx: Context, outcome: Outcome) -> Outcome:
-    """``outcome`` with its item's status and findings as the ledger has them now.
+def current(ctx: Context, outcomes: Sequence[Outcome]) -> list[Outcome]:
+    """``outcomes`` with their items' status and findings as the ledger has them now (read
+    together, a few hundred items per query).
 
     A later submission can change an earlier one's item (a resubmission, a near-duplicate), so
     a batch reports every outcome as it stands at the end, whatever the order of recording.
     """
-    if outcome.item is None or outcome.failed:
-        return outcome
-    return outcome_of(ctx, outcome.key, outcome.item, _item_status(ctx, outcome.item))
-
-
-def _item_status(ctx: Context, sha: str) -> str:
+    shas = sorted({o.item for o in outcomes if o.item is not None and not o.failed})
+    items: dict[str, tuple[str, str, int]] = {}
+    codes: dict[str, set[str]] = {sha: set() for sha in shas}
     with Session(reader(ctx.engine)) as session:
-        item = session.get(Item, sha)
-        return item.status if item else "pending"
+        for start in range(0, len(shas), 500):
+            chunk = shas[start : start + 500]
+            rows = session.execute(
+                select(Item.sha256, Item.status, Item.format, Item.size).where(
+                    Item.sha256.in_(chunk)
+                )
+            )
+            items.update({sha: (status, fmt, size) for sha, status, fmt, size in rows})
+            found = session.execute(
+                select(ItemFinding.item_sha256, ItemFinding.code).where(
+                    ItemFinding.item_sha256.in_(chunk), ItemFinding.severity != "info"
+                )
+            )
+            for sha, code in found:
+                codes[sha].add(code)
+    now = []
+    for outcome in outcomes:
+        if outcome.item is None or outcome.failed or outcome.item not in items:
+            now.append(outcome)
+            continue
+        status, fmt, size = items[outcome.item]
+        findings = tuple(sorted(codes[outcome.item]))
+        now.append(Outcome(outcome.key, outcome.item, status, findings, format=fmt, size=size))
+    return now
 
 
 def processed_outcome(ctx: Context, info: ObjectInfo) -> Outcome | None:
@@ -312,12 +332,6 @@ def processed_outcome(ctx: Context, info: ObjectInfo) -> Outcome | None:
         if sub is None or sub.item_sha256 is None:
             return None
         return _outcome(session, info.key, sub.item_sha256)
-
-
-def outcome_of(ctx: Context, key: str, sha: str, status: str) -> Outcome:
-    """The outcome of ``key`` whose item is ``sha``, with the item's warning-level findings."""
-    with Session(reader(ctx.engine)) as session:
-        return replace(_outcome(session, key, sha), status=status)
 
 
 def _outcome(session: Session, key: str, sha: str) -> Outcome:
