@@ -10,6 +10,7 @@ events and the public keys: it runs offline, on an export, without our database.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 import time
@@ -369,14 +370,24 @@ class Ledger:
             type=step.event_type,
             time=timestamp(),
             outcome=step.outcome,
-            detail=_jsonable(step.detail),
-            agents=[_jsonable(a) for a in [SOFTWARE_AGENT, *step.agents]],
+            detail=step.detail,
+            agents=[SOFTWARE_AGENT, *step.agents],
             prev_hash=prev,
             key_id=signer.key_id,
         )
-        digest = draft.compute_hash()
+        # One canonical serialisation: hashed as it is, and parsed back for what is stored and
+        # returned, so what is hashed is exactly what is stored (as compute_hash re-derives it).
+        canonical = rfc8785.dumps(draft.body())
+        body = json.loads(canonical)
+        digest = hashlib.sha256(canonical).hexdigest()
         final = CustodyEvent(
-            **{**_fields(draft), "hash": digest, "signature": signer.sign(digest.encode())}
+            **{
+                **_fields(draft),
+                "detail": body["detail"],
+                "agents": body["agents"],
+                "hash": digest,
+                "signature": signer.sign(digest.encode()),
+            }
         )
         session.add(
             Event(
@@ -504,10 +515,3 @@ def initialise_ledger(settings: Settings) -> Ledger:
 
 def _fields(ev: CustodyEvent) -> dict[str, Any]:
     return {name: getattr(ev, name) for name in ev.__slots__}
-
-
-def _jsonable(value: Mapping[str, Any]) -> dict[str, Any]:
-    """Round-trip through canonical JSON: what is hashed is exactly what is stored."""
-    import json
-
-    return dict(json.loads(rfc8785.dumps(dict(value))))
