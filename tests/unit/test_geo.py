@@ -427,3 +427,20 @@ def test_offline_geocoder_answers_as_reverse_geocoder_does() -> None:
     points += [PARIS, NAIROBI, BUENOS_AIRES, TOKYO, NEW_YORK, (0.0, 0.0), (90.0, 180.0)]
     for lat, lon in points:
         assert ours.nearest(lat, lon) == dict(theirs.query([(lat, lon)])[0])
+
+
+def test_distance_is_geopys_geodesic() -> None:
+    """distance_km gives geopy's geodesic figure to the last bit, longitudes past 180 wrapped,
+    and refuses what geopy refuses."""
+    import random
+
+    from geopy.distance import geodesic
+
+    rng = random.Random(11)
+    points = [(rng.uniform(-90, 90), rng.uniform(-540, 540)) for _ in range(2000)]
+    points += [PARIS, NAIROBI, (90.0, 0.0), (-90.0, 180.0), (0.0, -180.0), (0.0, 180.0)]
+    for a, b in zip(points, points[1:] + points[:1], strict=True):
+        assert geo.distance_km(a, b) == float(geodesic(a, b).km)
+    for bad in ((91.0, 0.0), (float("nan"), 0.0), (0.0, float("inf"))):
+        with pytest.raises(ValueError):
+            geo.distance_km(bad, PARIS)
