@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--threshold", type=int, default=31)
     parser.add_argument("--growth-only", action="store_true")
+    parser.add_argument("--query-only", action="store_true")
     args, rest = parser.parse_known_args(argv)
     if args.growth_only:
         growth(rest)
@@ -75,7 +76,17 @@ def main(argv: list[str] | None = None) -> None:
         f"dihedral query ({args.queries} queries, 8 hashes each): median {dihedral_ms[0]:.1f} ms, "
         f"p95 {dihedral_ms[1]:.1f} ms"
     )
-    growth(rest)
+    item = [([q[0]], q) for q in dihedral]
+    item_ms = _percentiles(
+        _time_queries(lambda pair: index.search(pair[0], 96, pair[1], args.threshold + 16), item)
+    )
+    print(
+        f"one item's search as find_duplicates runs it (plain within 96 for the crop "
+        f"candidates, 8 dihedral within {args.threshold + 16}, one pass): median "
+        f"{item_ms[0]:.1f} ms, p95 {item_ms[1]:.1f} ms"
+    )
+    if not args.query_only:
+        growth(rest)
 
 
 # --- crop candidates and recording cost as the collection grows (issue 14) --------------------
@@ -174,6 +185,49 @@ def growth(argv: list[str] | None = None) -> None:
     crop_candidates(args.images, args.queries)
     print("recording cost: reading the collection's PDQ hashes per recorded item")
     recording_cost([int(s) for s in args.sizes.split(",")])
+    print("snapshot: per batch, loading the index, its first query, saving it with 50 new items")
+    snapshot_cost([int(s) for s in args.sizes.split(",")])
+
+
+def snapshot_cost(sizes: list[int], repeat: int = 3) -> None:
+    """Per batch: load the snapshot of N hashes (SHA-256 item ids) and run a first query (the
+    mapped pages are read then), and save it again with 50 items more; best of ``repeat``."""
+    import hashlib
+    import tempfile
+    from pathlib import Path
+
+    from verification.duplicates.snapshot import load_snapshot, save_snapshot
+
+    rng = np.random.default_rng(11)
+    for size in sizes:
+        index = PDQIndex(capacity=size)
+        ids = [hashlib.sha256(str(n).encode()).hexdigest() for n in range(size)]
+        index.add_packed(ids, rng.integers(0, 256, size=(size, 32), dtype=np.uint8))
+        query = PDQHash.from_bytes(rng.bytes(32))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "index.snapshot"
+            save_snapshot(path, index, {"watermark": size})
+            loads, firsts, saves = [], [], []
+            for n in range(repeat):
+                start = time.perf_counter()
+                loaded = load_snapshot(path)
+                loads.append(time.perf_counter() - start)
+                assert loaded is not None
+                start = time.perf_counter()
+                loaded[0].query(query, 31)
+                firsts.append(time.perf_counter() - start)
+                for extra in range(50):
+                    loaded[0].add(f"{size + n * 50 + extra:064x}", rng.bytes(32))
+                start = time.perf_counter()
+                save_snapshot(path, loaded[0], {"watermark": size + n})
+                saves.append(time.perf_counter() - start)
+                del loaded
+            megabytes = path.stat().st_size / 1e6
+        print(
+            f"  N={size:>9,}: load {min(loads) * 1000:7.1f} ms, first query "
+            f"{min(firsts) * 1000:6.1f} ms, save {min(saves) * 1000:7.1f} ms per batch "
+            f"({megabytes:.0f} MB file)"
+        )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ gets a (one-byte) object under ``incoming/`` in the local store, last modified i
 was received; its directory too, as a case nobody has added to since), so the
 listing sees a collection-sized ``incoming/`` as it would after N uploads. Then it leaves what
 earlier runs would have left: a listing cursor for ``incoming/`` and the duplicate index
-snapshot (``cache/duplicate-index.npz``).
+snapshot (``cache/duplicate-index.snapshot``).
 
 The generated custody events are placeholders: their hashes and signatures are not real, so
 ``evidence custody verify`` reports them. This is a benchmark ledger, never an evidence one.

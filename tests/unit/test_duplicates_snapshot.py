@@ -189,3 +189,99 @@ def test_malformed_stored_hash_is_named_not_misread(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         CollectionIndex(engine).refresh()
     engine.dispose()
+
+
+def _saved(tmp_path: Path) -> tuple[Any, Path, Path]:
+    """A ledger with three items and the snapshot of its index."""
+    engine = _ledger(tmp_path / "ledger.db")
+    for n, item in enumerate(("a", "b", "c")):
+        _store(engine, item, _hash(n))
+    snapshot = tmp_path / "cache" / "index.snapshot"
+    first = CollectionIndex(engine, snapshot=snapshot)
+    first.refresh()
+    assert first.save()
+    return engine, snapshot, tmp_path
+
+
+def _assert_read_from_database(
+    engine: Any, snapshot: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = _full_reads(monkeypatch)
+    index = CollectionIndex(engine, snapshot=snapshot)
+    assert index.refresh() == {"a", "b", "c"} and reads == [None]
+    assert [m.item_id for m in index.index.query(_hash(1), 0)] == ["b"]
+    engine.dispose()
+
+
+def test_snapshot_with_a_flipped_bit_is_read_from_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One bit changed in the stored hashes fails their CRC-32: the file is ignored, never
+    used as a (wrong) index."""
+    engine, snapshot, _ = _saved(tmp_path)
+    data = bytearray(snapshot.read_bytes())
+    at = data.find(_hash(1)[:8])  # b's first hash word
+    assert at > 0
+    data[at] ^= 0x10
+    snapshot.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING):
+        assert load_snapshot(snapshot) is None
+    assert "CRC-32" in caplog.text
+    _assert_read_from_database(engine, snapshot, monkeypatch)
+
+
+def test_truncated_snapshot_is_read_from_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file cut short (a full disk, a copy interrupted) is ignored."""
+    engine, snapshot, _ = _saved(tmp_path)
+    snapshot.write_bytes(snapshot.read_bytes()[:-100])
+    with caplog.at_level(logging.WARNING):
+        assert load_snapshot(snapshot) is None
+    assert "outside the file" in caplog.text
+    _assert_read_from_database(engine, snapshot, monkeypatch)
+
+
+def test_snapshot_with_a_damaged_header_is_read_from_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A changed byte in the header (identity, layout) fails the header's CRC-32."""
+    engine, snapshot, _ = _saved(tmp_path)
+    data = bytearray(snapshot.read_bytes())
+    data[30] ^= 0x01
+    snapshot.write_bytes(bytes(data))
+    assert load_snapshot(snapshot) is None
+    _assert_read_from_database(engine, snapshot, monkeypatch)
+
+
+def test_snapshot_of_the_earlier_npz_format_is_read_from_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file of the earlier format (an .npz archive) is not taken for this one."""
+    engine, snapshot, _ = _saved(tmp_path)
+    with snapshot.open("wb") as sink:
+        np.savez(sink, ids=np.array([b"a"]), words=np.zeros((1, 4), dtype=np.uint64))
+    assert load_snapshot(snapshot) is None
+    _assert_read_from_database(engine, snapshot, monkeypatch)
+
+
+def test_loaded_snapshot_is_mapped_not_copied(tmp_path: Path) -> None:
+    """The loaded hashes lie in the mapped file (no per-item work at load); items added later
+    go to memory, and the file is left as it was."""
+    index = PDQIndex()
+    index.add_many((f"{n:064x}", _hash(n)) for n in range(100))
+    path = tmp_path / "s.snapshot"
+    save_snapshot(path, index, {"watermark": 1})
+    before = path.read_bytes()
+    loaded = load_snapshot(path)
+    assert loaded is not None
+    mapped = loaded[0].columns().words[0]
+    base = loaded[0]._base
+    assert base is not None and not base.words[0].flags.writeable
+    assert not base.words[0].flags.owndata and np.array_equal(mapped, base.words[0])
+    loaded[0].add(f"{500:064x}", _hash(500))
+    loaded[0].discard(f"{3:064x}")
+    assert [m.item_id for m in loaded[0].query(_hash(500), 0)] == [f"{500:064x}"]
+    assert loaded[0].query(_hash(3), 0) == []
+    assert f"{99:064x}" in loaded[0] and f"{3:064x}" not in loaded[0]
+    assert path.read_bytes() == before

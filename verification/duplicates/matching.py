@@ -167,7 +167,10 @@ def find_duplicates(
         return []
     frames = _frames(perceptual, min_quality)
     dihedral = _dihedral(perceptual) if not perceptual.get("keyframes") else []
-    near = _near_candidates(index, frames, dihedral, threshold)
+    crop = image is not None and load_image is not None
+    near, candidates = _candidates(
+        index, frames, dihedral, threshold, crop_candidate_threshold if crop else None
+    )
     near.pop(exclude or "", None)
     found: dict[str, dict[str, Any]] = {}
     for item in sorted(near):
@@ -175,8 +178,10 @@ def find_duplicates(
         pair = pair_distance(perceptual, other, min_quality=min_quality) if other else near[item]
         if pair is not None and pair.distance <= threshold:
             found[item] = _entry(item, pair)
-    if image is not None and load_image is not None:
-        candidates = _crop_candidates(index, frames, crop_candidate_threshold, crop_candidates)
+    if crop:
+        assert image is not None and load_image is not None
+        for item in crop_candidates:
+            candidates.setdefault(item, None)
         todo = sorted(
             (d if d is not None else crop_candidate_threshold + 1, i)
             for i, d in candidates.items()
@@ -195,24 +200,41 @@ def find_duplicates(
     )
 
 
-def _near_candidates(
+def _candidates(
     index: PDQIndex,
     frames: Sequence[tuple[int | None, PDQHash]],
     dihedral: Sequence[PDQHash],
     threshold: int,
-) -> dict[str, PairDistance]:
-    """Items the index puts within reach, with the one-way distance it saw."""
+    crop_threshold: int | None,
+) -> tuple[dict[str, PairDistance], dict[str, int | None]]:
+    """Items the index puts within reach (with the one-way distance it saw), and with
+    ``crop_threshold`` the crop candidates (each item's closest frame distance): one pass over
+    the collection for every frame and dihedral hash."""
+    widest = threshold if crop_threshold is None else max(threshold, crop_threshold)
+    plain, turned = index.search(
+        [h for _, h in frames], widest, dihedral, threshold + DIHEDRAL_MARGIN
+    )
     near: dict[str, PairDistance] = {}
-    for keyframe, h in frames:
-        for m in index.query(h, threshold):
+    for (keyframe, _), matches in zip(frames, plain, strict=True):
+        for m in matches:
+            if m.distance > threshold:
+                continue
             if m.item_id not in near or m.distance < near[m.item_id].distance:
                 other = m.frame - 1 if m.frame > 0 else None  # index row 0: the item's own hash
                 near[m.item_id] = PairDistance(m.distance, keyframe, other)
-    for m in index.query_dihedral(dihedral, threshold + DIHEDRAL_MARGIN):
+    for m in turned:
         if m.item_id not in near or m.distance < near[m.item_id].distance:
             transform = None if m.transform == "original" else m.transform
             near[m.item_id] = PairDistance(m.distance, transform=transform)
-    return near
+    crop: dict[str, int | None] = {}
+    if crop_threshold is None:
+        return near, crop
+    for matches in plain:
+        for m in matches:
+            current = crop.get(m.item_id)
+            if m.distance <= crop_threshold and (current is None or m.distance < current):
+                crop[m.item_id] = m.distance
+    return near, crop
 
 
 def _entry(item: str, pair: PairDistance) -> dict[str, Any]:
@@ -225,24 +247,6 @@ def _entry(item: str, pair: PairDistance) -> dict[str, Any]:
         "other_keyframe": pair.other_keyframe,
         "transform": pair.transform,
     }
-
-
-def _crop_candidates(
-    index: PDQIndex,
-    frames: Sequence[tuple[int | None, PDQHash]],
-    candidate_threshold: int,
-    extra: Iterable[str],
-) -> dict[str, int | None]:
-    """Items too far for PDQ alone but close enough to be crops, plus the caller's extras."""
-    distances: dict[str, int | None] = {}
-    for _, h in frames:
-        for m in index.query(h, candidate_threshold):
-            current = distances.get(m.item_id)
-            if current is None or m.distance < current:
-                distances[m.item_id] = m.distance
-    for item in extra:
-        distances.setdefault(item, None)
-    return distances
 
 
 def _crop_entry(

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 # pg_advisory_xact_lock key of the dedupe lock ("evidence dedupe" as a 63-bit number).
 DEDUPE_LOCK = 0x65766964_6465_6475
-SNAPSHOT_NAME = "duplicate-index.npz"
+SNAPSHOT_NAME = "duplicate-index.snapshot"
 
 
 class CollectionIndex:
@@ -65,7 +65,8 @@ class CollectionIndex:
         self._perceptual: dict[str, Mapping[str, Any] | None] = {}
 
     def refresh(self, session: Session | None = None) -> set[str]:
-        """Catch up with hashes stored since the last call; the items that changed.
+        """Catch up with hashes stored since the last call; the items that changed (on the first
+        call, every item: use :meth:`update` when the answer is not needed).
 
         The first call starts from the snapshot when one matches this database (then reads only
         the hashes logged after it), else reads every stored hash.
@@ -73,15 +74,36 @@ class CollectionIndex:
         if session is None:
             with Session(self.engine) as own:
                 return self.refresh(own)
-        if self.watermark is None:
-            loaded = self._load_snapshot(session)
-            if loaded is None:
-                self.watermark = _last_log_id(session)  # a row logged meanwhile is re-read
-                self._add(session, None)
-                return set(self.index.item_ids)
-            self.index, self.watermark = loaded
-            self.saved_watermark = self.watermark
-            return set(self.index.item_ids) | self.refresh(session)
+        if self.watermark is not None:
+            return self._catch_up(session)
+        if not self._start(session):
+            return set(self.index.item_ids)  # every stored hash was just read
+        return set(self.index.item_ids) | self._catch_up(session)
+
+    def update(self, session: Session | None = None) -> None:
+        """Catch up like :meth:`refresh` without naming what changed (on the first call that
+        would be every item of the collection: a million strings for nothing)."""
+        if session is None:
+            with Session(self.engine) as own:
+                self.update(own)
+                return
+        if self.watermark is not None or self._start(session):
+            self._catch_up(session)
+
+    def _start(self, session: Session) -> bool:
+        """Start from the snapshot (True: the hashes logged since are still to read) or from
+        every stored hash (False)."""
+        loaded = self._load_snapshot(session)
+        if loaded is None:
+            self.watermark = _last_log_id(session)  # a row logged meanwhile is re-read
+            self._add(session, None)
+            return False
+        self.index, self.watermark = loaded
+        self.saved_watermark = self.watermark
+        return True
+
+    def _catch_up(self, session: Session) -> set[str]:
+        assert self.watermark is not None
         rows = session.execute(
             select(PerceptualLog.id, PerceptualLog.item_sha256)
             .where(PerceptualLog.id > self.watermark)
@@ -235,7 +257,7 @@ def find_matches(
     sha = analysis.digests.sha256
     index = index or CollectionIndex(ctx.engine)
     if only is None:
-        index.refresh()
+        index.update()
         pdq: PDQIndex = index.index
     else:
         assert session is not None
@@ -345,14 +367,14 @@ def _store_pdq(session: Session, sha: str, perceptual: Mapping[str, Any]) -> Non
 
 def batch_index(ctx: Context) -> CollectionIndex:
     """The collection's index for one batch, started from the snapshot kept in the evidence
-    home (``cache/duplicate-index.npz``) and saved back by :meth:`CollectionIndex.save`."""
+    home (``cache/duplicate-index.snapshot``) and saved back by :meth:`CollectionIndex.save`."""
     return CollectionIndex(ctx.engine, snapshot=ctx.settings.home / "cache" / SNAPSHOT_NAME)
 
 
 def load_index(ctx: Context, exclude: str | None = None) -> Any:
     """Every stored PDQ hash of the collection, as a vectorised index."""
     cache = CollectionIndex(ctx.engine)
-    cache.refresh()
+    cache.update()
     if exclude:
         cache.index.discard(exclude)
     return cache.index
