@@ -81,7 +81,9 @@ FAULT_ENV = "EVIDENCE_TEST_FAULT"
 # A listing reads objects modified since the last listing began, less this margin: it covers a
 # store clock ahead of ours and uploads that started before and finished after that listing
 # (S3 stamps a multipart upload with its start). Once a day the whole prefix is listed again,
-# for anything the margin missed (a file copied into a local store with an old mtime, say).
+# for anything the margin missed: an S3 multipart upload that took longer than the margin, a
+# file rewritten in place behind a local store's back. (A file copied into a local store with
+# its old modification time kept is new to the listing: it goes by the status-change time.)
 LISTING_MARGIN = timedelta(hours=1)
 FULL_LISTING_EVERY = timedelta(hours=24)
 # Submissions analysed by the time the recorder is free are recorded together, up to this many

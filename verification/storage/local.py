@@ -132,10 +132,13 @@ class LocalStore:
         """Every object whose key starts with ``prefix``, in key (UTF-8 byte) order.
 
         Symbolic links are never followed; ``metadata`` is empty, as in S3 listings (use head).
-        With ``modified_since``, a file older than that is skipped on its directory entry's
-        mtime alone, before its metadata file is read, and a directory unchanged since then
-        is not looked into for files (a file rewritten in place, not through the store, is
-        found by the next listing without ``modified_since``).
+        With ``modified_since``, a file unchanged since then is skipped on its directory
+        entry's times alone, before its metadata file is read, and a directory unchanged since
+        then is not looked into for files (a file rewritten in place, not through the store, is
+        found by the next listing without ``modified_since``). "Changed" is the later of the
+        modification and the status-change time: a file copied in with its old modification
+        time kept (``cp -p``, ``rsync -a``), or a directory copied so, is still new, since its
+        status-change time is when it arrived and no one can set it back.
         """
         since = None if modified_since is None else _ns(modified_since)
         validate_prefix(prefix)
@@ -151,7 +154,7 @@ class LocalStore:
             base = f"{directory_key}/" if directory_key else ""
             for key, entry in _walk(start, base, prefix, since):
                 status = entry.stat(follow_symlinks=False)
-                if since is not None and status.st_mtime_ns < since:
+                if since is not None and _changed_ns(status) < since:
                     continue
                 yield _info(key, status, _read_sidecar(self._meta_path(key), status))
 
@@ -363,6 +366,12 @@ def _ns(moment: datetime) -> int:
     return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000
 
 
+def _changed_ns(status: os.stat_result) -> int:
+    """When a file or directory last changed: its modification time, or its status-change
+    time when later (a copy that kept an old modification time, a rename, a new link)."""
+    return max(status.st_mtime_ns, status.st_ctime_ns)
+
+
 def _walk(
     directory: Path, base: str, prefix: str, since: int | None = None
 ) -> Iterator[tuple[str, os.DirEntry[str]]]:
@@ -370,10 +379,11 @@ def _walk(
     ``prefix``.
 
     With ``since`` (ns), a directory unchanged since then (no entry added, renamed or removed:
-    the store publishes every object by link or rename) yields none of its files, only what
+    the store publishes every object by link or rename; see :func:`_changed_ns`) yields none
+    of its files, only what
     its subdirectories hold, so an old collection costs one directory scan, not a stat per file.
     """
-    quiet = since is not None and directory.stat().st_mtime_ns < since
+    quiet = since is not None and _changed_ns(directory.stat()) < since
     with os.scandir(directory) as scan:
         if quiet:
             entries = sorted((e for e in scan if e.is_dir(follow_symlinks=False)), key=_sort_name)
