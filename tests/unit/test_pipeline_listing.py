@@ -1,10 +1,11 @@
 """Listing new submissions reads what is new, not the whole of ``incoming/`` on every run, and
-never loses a submission: failed ones come back, unrecorded ones hold the cursor, and a daily
-full listing finds what the time window missed."""
+never loses a submission: failed ones come back, unrecorded ones hold the cursor, files copied
+in with old times are new, and a daily full listing finds what the time window missed."""
 
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -70,15 +71,32 @@ def _keys(ctx: Context) -> list[str]:
     return [info.key.rsplit("/", 1)[-1] for info in pipeline.list_new(ctx)]
 
 
+@pytest.fixture
+def no_margin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The listing window without its hour of margin, so that an object can be older than the
+    window without the test waiting an hour: nothing can set a file's status-change time back,
+    and the local store counts it as a change."""
+    from verification.pipeline import batch
+
+    monkeypatch.setattr(batch, "LISTING_MARGIN", timedelta(0))
+
+
+def _tick() -> None:
+    """Let file times (a few milliseconds of resolution) move past the last listing."""
+    time.sleep(0.05)
+
+
 def test_second_listing_reads_only_objects_modified_since(
-    ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_margin: None
 ) -> None:
     """Objects older than the cursor (less the margin) are skipped without reading their
     metadata; a new upload is listed. The cursor moves past a processed object at the listing
     after it was recorded."""
-    old = _submit(ctx, tmp_path, "old.jpg", 1, age=timedelta(hours=3))
+    old = _submit(ctx, tmp_path, "old.jpg", 1)
+    _tick()
     pipeline.process_batch(ctx, [info.key for info in pipeline.list_new(ctx)])
     assert _keys(ctx) == []
+    _tick()
     _submit(ctx, tmp_path, "new.jpg", 2)
     reads = _metadata_reads(monkeypatch)
     assert _keys(ctx) == ["new.jpg"]
@@ -86,7 +104,9 @@ def test_second_listing_reads_only_objects_modified_since(
     assert old.endswith("old.jpg")
 
 
-def test_failed_submission_older_than_the_cursor_is_retried(ctx: Context, tmp_path: Path) -> None:
+def test_failed_submission_older_than_the_cursor_is_retried(
+    ctx: Context, tmp_path: Path, no_margin: None
+) -> None:
     """A submission that failed comes back from the ledger even though the time-bounded listing
     no longer reads its object."""
     key = _submit(ctx, tmp_path, "a.jpg", 3, age=timedelta(hours=5))
@@ -97,12 +117,16 @@ def test_failed_submission_older_than_the_cursor_is_retried(ctx: Context, tmp_pa
     obj.rename(hidden)
     assert pipeline.process_batch(ctx, [i.key for i in listed])[0].failed
     hidden.rename(obj)
+    _tick()
     assert _keys(ctx) == ["a.jpg"]  # still inside the window: listed from the store
     with Session(ctx.engine) as session:
         cursor = session.get(ListingCursor, "incoming/")
         assert cursor is not None  # a failed submission does not hold the cursor back
         assert cursor.listed_from.replace(tzinfo=UTC) > datetime.now(UTC) - timedelta(hours=1)
-    assert _keys(ctx) == ["a.jpg"]  # outside the window now: found in the ledger
+        since = cursor.listed_from.replace(tzinfo=UTC)
+    _tick()
+    assert list(ctx.store.list("incoming/", modified_since=since)) == []  # outside the window
+    assert _keys(ctx) == ["a.jpg"]  # so found in the ledger
     assert not pipeline.process_batch(ctx, [key])[0].failed
     assert _keys(ctx) == []
 
@@ -120,20 +144,35 @@ def test_listed_but_unrecorded_object_holds_the_cursor(ctx: Context, tmp_path: P
     assert held <= datetime.now(UTC) - timedelta(hours=5)
 
 
-def test_object_copied_in_with_an_old_time_is_found_by_the_daily_full_listing(
-    ctx: Context, tmp_path: Path
-) -> None:
-    """A file that appears with an mtime before the window is missed by the quick listing and
-    found by the full one (forced, or due after a day)."""
+def test_object_copied_in_with_an_old_time_is_listed_at_once(ctx: Context, tmp_path: Path) -> None:
+    """A file that appears with a modification time long before the window (copied in with
+    ``cp -p``) is new to the quick listing: it arrived after the last one."""
     assert _keys(ctx) == []
     _submit(ctx, tmp_path, "late.jpg", 5, age=timedelta(days=3))
+    assert _keys(ctx) == ["late.jpg"]
+
+
+def test_object_rewritten_in_place_is_found_by_the_daily_full_listing(
+    ctx: Context, tmp_path: Path, no_margin: None
+) -> None:
+    """A file rewritten in place behind the store's back (its folder unchanged) is missed by the
+    quick listing and found by the full one (forced, or due after a day), as a new submission
+    (new ETag) of the same key."""
+    key = _submit(ctx, tmp_path, "a.jpg", 5)
+    pipeline.process_batch(ctx, [info.key for info in pipeline.list_new(ctx)])
+    _tick()
     assert _keys(ctx) == []
-    assert [i.key for i in pipeline.list_new(ctx, full=True)] == ["incoming/case-1/late.jpg"]
+    assert isinstance(ctx.store, LocalStore)
+    path = ctx.store.root / "objects" / key
+    path.chmod(0o644)
+    path.write_bytes(photo(6)[: path.stat().st_size].ljust(path.stat().st_size, b"\0"))
+    assert _keys(ctx) == []
+    assert [i.key for i in pipeline.list_new(ctx, full=True)] == [key]
     with Session(ctx.engine) as session, session.begin():
         cursor = session.get(ListingCursor, "incoming/")
         assert cursor is not None
         cursor.full_at = datetime.now(UTC) - timedelta(hours=25)
-    assert _keys(ctx) == ["late.jpg"]
+    assert _keys(ctx) == ["a.jpg"]
 
 
 def test_each_case_prefix_keeps_its_own_cursor(ctx: Context, tmp_path: Path) -> None:
