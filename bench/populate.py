@@ -201,21 +201,30 @@ def populate(home: Path, items: int, *, incoming: bool = False, seed: int = 7) -
 
 def _steady_state(ctx: Any) -> None:
     """What earlier runs over such a collection leave behind: a listing cursor for
-    ``incoming/`` (now) and the duplicate index snapshot, as after the last batch."""
+    ``incoming/`` and the duplicate index snapshot, as after the last batch.
+
+    The generated objects arrived just now (their status-change times, which the local store's
+    listing reads and nothing can set back, say so), not in 2020: the cursor is dated as a
+    listing run a margin after they arrived would leave it (``listed_from`` = now +
+    ``LISTING_MARGIN``), so the next listing's window starts now, as it would have an hour
+    later in a real collection.
+    """
     from sqlalchemy.orm import Session
 
     from verification.ledger.models import ListingCursor, utcnow
+    from verification.pipeline.batch import LISTING_MARGIN
     from verification.pipeline.dedupe import batch_index
 
     now = utcnow()
+    listed = now + LISTING_MARGIN
     with Session(ctx.engine) as session, session.begin():
         cursor = session.get(ListingCursor, "incoming/")
         if cursor is None:
             session.add(
-                ListingCursor(prefix="incoming/", listed_from=now, full_at=now, updated_at=now)
+                ListingCursor(prefix="incoming/", listed_from=listed, full_at=now, updated_at=now)
             )
         else:
-            cursor.listed_from = cursor.full_at = cursor.updated_at = now
+            cursor.listed_from, cursor.full_at, cursor.updated_at = listed, now, now
     index = batch_index(ctx)
     index.refresh()
     index.save()
