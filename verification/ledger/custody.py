@@ -343,7 +343,8 @@ class Ledger:
         if all(step.step_key in found for step in steps):
             return [found[step.step_key] for step in steps]
         # Row lock on PostgreSQL serialises appenders per item; SQLite already holds the write lock.
-        session.execute(select(Item.sha256).where(Item.sha256 == item).with_for_update())
+        if session.get_bind().dialect.name != "sqlite":
+            session.execute(select(Item.sha256).where(Item.sha256 == item).with_for_update())
         head = session.execute(
             select(Event.seq, Event.hash)
             .where(Event.item_sha256 == item)
