@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import rfc8785
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -352,17 +352,19 @@ class Ledger:
             .limit(1)
         ).first()
         seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
-        events = []
+        events, rows = [], []
         for step in steps:
             if step.step_key not in found:
-                found[step.step_key] = self._new_event(session, signer, item, seq, prev, step)
-                seq, prev = seq + 1, found[step.step_key].hash
+                event = self._new_event(signer, item, seq, prev, step)
+                found[step.step_key] = event
+                rows.append(_row(event, step.step_key))
+                seq, prev = seq + 1, event.hash
             events.append(found[step.step_key])
-        session.flush()
+        session.execute(insert(Event), rows)  # one statement for the item's new events
         return events
 
     def _new_event(
-        self, session: Session, signer: Signer, item: str, seq: int, prev: str, step: CustodyStep
+        self, signer: Signer, item: str, seq: int, prev: str, step: CustodyStep
     ) -> CustodyEvent:
         draft = CustodyEvent(
             uuid=str(uuidlib.uuid4()),
@@ -381,7 +383,7 @@ class Ledger:
         canonical = rfc8785.dumps(draft.body())
         body = json.loads(canonical)
         digest = hashlib.sha256(canonical).hexdigest()
-        final = CustodyEvent(
+        return CustodyEvent(
             **{
                 **_fields(draft),
                 "detail": body["detail"],
@@ -390,24 +392,6 @@ class Ledger:
                 "signature": signer.sign(digest.encode()),
             }
         )
-        session.add(
-            Event(
-                uuid=final.uuid,
-                item_sha256=item,
-                seq=seq,
-                event_type=step.event_type,
-                event_time=final.time,
-                outcome=step.outcome,
-                detail=dict(final.detail),
-                agents=[dict(a) for a in final.agents],
-                step_key=step.step_key,
-                prev_hash=prev,
-                hash=digest,
-                key_id=final.key_id,
-                signature=final.signature,
-            )
-        )
-        return final
 
     def events(self, item: str) -> list[CustodyEvent]:
         """``item``'s chain in order."""
@@ -512,6 +496,25 @@ def initialise_ledger(settings: Settings) -> Ledger:
     ledger = Ledger(engine, create_key(settings.resolved_key_path))
     ledger.register_key()
     return ledger
+
+
+def _row(event: CustodyEvent, step_key: str) -> dict[str, Any]:
+    """The ``custody_events`` row of ``event``."""
+    return {
+        "uuid": event.uuid,
+        "item_sha256": event.item,
+        "seq": event.seq,
+        "event_type": event.type,
+        "event_time": event.time,
+        "outcome": event.outcome,
+        "detail": dict(event.detail),
+        "agents": [dict(a) for a in event.agents],
+        "step_key": step_key,
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+        "key_id": event.key_id,
+        "signature": event.signature,
+    }
 
 
 def _fields(ev: CustodyEvent) -> dict[str, Any]:

@@ -193,6 +193,7 @@ def _record(
     assert info is not None and digests is not None
     sha = digests.sha256
     _insert_item(session, analysis)
+    _hold(session, session.get(Item, sha))
     lock_items(session, [sha, *(m["item"] for m in matches)])
     done = _processed_submission(session, info)
     if done is not None and done.item_sha256:  # someone else recorded it meanwhile
@@ -211,6 +212,13 @@ def _record(
     sub.state, sub.processed_at, sub.error = "processed", utcnow(), analysis.error
     _supersede_failures(session, info.key, sub.id)
     return _outcome(session, info.key, sha)
+
+
+def _hold(session: Session, row: object) -> None:
+    """Keep ``row`` loaded until the transaction ends: the session's identity map holds clean
+    rows weakly, so each later ``session.get`` of an item would read it again (six times per
+    recorded item)."""
+    session.info.setdefault("evidence.held", []).append(row)
 
 
 def _link_and_write(
