@@ -54,7 +54,9 @@ class PreservationError(StoreError):
 
 @dataclass(frozen=True, slots=True)
 class Preserved:
-    """A submission read, hashed and kept in the vault; ``working`` is the local copy to analyse."""
+    """A submission read, hashed and kept in the vault; ``working`` is the local file to analyse
+    (the staged file, one with the vault object, on a store that stages), readable while the
+    :func:`fetch_and_preserve` context lasts."""
 
     info: ObjectInfo
     claims: Claims
