@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from verification.core.hashing import CHUNK_SIZE, hash_stream, sha256_stream
+from verification.core.hashing import CHUNK_SIZE, Hasher, hash_stream, sha256_stream
 
 
 class CountingReader(io.BytesIO):
@@ -71,3 +71,16 @@ def test_empty_stream_has_the_known_empty_digests() -> None:
     assert digests.sha256 == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     assert digests.size == 0
     assert digests.labelled()["sha256"].startswith("sha256:")
+
+
+def test_hasher_fed_in_uneven_pieces_equals_one_pass() -> None:
+    """Digests of bytes fed piecemeal (as a staged write receives them) equal hash_stream's."""
+    data = hashlib.sha512(b"pieces").digest() * 50_000
+    hasher = Hasher()
+    start = 0
+    for size in [1, 0, 7, CHUNK_SIZE, 3, 65_536] * 5:
+        hasher.update(data[start : start + size])
+        start += size
+    hasher.update(data[start:])
+    assert hasher.digests() == hash_stream(io.BytesIO(data))
+    assert hasher.digests().md5 == hashlib.md5(data).hexdigest()

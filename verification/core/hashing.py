@@ -35,6 +35,30 @@ class Digests:
         return {"sha256": self.sha256, "sha1": self.sha1, "md5": self.md5, "size": self.size}
 
 
+class Hasher:
+    """SHA-256, SHA-1 and MD5 of bytes fed in pieces: one pass over data that is also going
+    somewhere else (a file being written, an upload), so nothing is read twice to be hashed."""
+
+    __slots__ = ("_md5", "_sha1", "_sha256", "_size")
+
+    def __init__(self) -> None:
+        self._sha256, self._sha1, self._md5 = hashlib.sha256(), hashlib.sha1(), hashlib.md5()
+        self._size = 0
+
+    def update(self, data: bytes) -> None:
+        """Add the next bytes."""
+        self._sha256.update(data)
+        self._sha1.update(data)
+        self._md5.update(data)
+        self._size += len(data)
+
+    def digests(self) -> Digests:
+        """The digests of everything added so far."""
+        return Digests(
+            self._sha256.hexdigest(), self._sha1.hexdigest(), self._md5.hexdigest(), self._size
+        )
+
+
 def hash_stream(
     stream: BinaryIO, sink: BinaryIO | None = None, chunk_size: int = CHUNK_SIZE
 ) -> Digests:
@@ -42,16 +66,12 @@ def hash_stream(
 
     Memory use is one chunk, whatever the size of the stream.
     """
-    sha256, sha1, md5 = hashlib.sha256(), hashlib.sha1(), hashlib.md5()
-    size = 0
+    hasher = Hasher()
     while chunk := stream.read(chunk_size):
-        sha256.update(chunk)
-        sha1.update(chunk)
-        md5.update(chunk)
-        size += len(chunk)
+        hasher.update(chunk)
         if sink is not None:
             sink.write(chunk)
-    return Digests(sha256.hexdigest(), sha1.hexdigest(), md5.hexdigest(), size)
+    return hasher.digests()
 
 
 def sha256_stream(stream: BinaryIO, chunk_size: int = CHUNK_SIZE) -> tuple[str, int]:

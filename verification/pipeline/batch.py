@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -382,8 +380,7 @@ def _prepare(ctx: Context, pool: AnalysisPool, key: str) -> Analysis | _Done | _
 
 def _preserve_and_analyse(ctx: Context, pool: AnalysisPool, info: ObjectInfo) -> Analysis:
     key = info.key
-    with tempfile.TemporaryDirectory(prefix="evidence-") as tmp:
-        kept = fetch_and_preserve(ctx.store, info, Path(tmp))
+    with fetch_and_preserve(ctx.store, info) as kept:
         base = Analysis(key, info, kept.claims, kept.digests, kept.vault_version, kept.vault_check)
         if not kept.intact:
             error = "vault copy does not match the submission"

@@ -1,6 +1,12 @@
 """The store side of a submission: read it once while hashing, keep it write-once in the vault,
 prove the vault copy, and store the derivatives the analysis made.
 
+One read of the submission feeds the digests, the vault copy and the analysis's working copy
+when the store can stage (:class:`StagingStore`: the local store): the bytes go to a staged
+object while they are hashed, which is then published under its SHA-256 and read back once; the
+analysis reads the staged file. Other stores (S3) get a local working copy written while hashing,
+then a verified write-once put of it (docs/benchmarks.md, "Intake speed", says why).
+
 Runs in the process that owns the batch (the analysis workers never touch the store), so the
 store a task was given (an Airflow Connection's client, say) is the store that is used.
 """
@@ -12,14 +18,15 @@ import hashlib
 import io
 import json
 import logging
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from verification.core.claims import Claims, InvalidClaim, claims_from_metadata
 from verification.core.findings import Finding
-from verification.core.hashing import Digests, hash_stream, sha256_stream
+from verification.core.hashing import CHUNK_SIZE, Digests, hash_stream, sha256_stream
 from verification.media import Derivative
 from verification.pipeline.layout import (
     MAX_SIDECAR_BYTES,
@@ -28,7 +35,15 @@ from verification.pipeline.layout import (
     derivative_key,
     vault_key,
 )
-from verification.storage import InvalidKey, ObjectExists, ObjectInfo, ObjectStore, StoreError
+from verification.storage import (
+    InvalidKey,
+    ObjectExists,
+    ObjectInfo,
+    ObjectStore,
+    StagedObject,
+    StagingStore,
+    StoreError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +54,9 @@ class PreservationError(StoreError):
 
 @dataclass(frozen=True, slots=True)
 class Preserved:
-    """A submission read, hashed and kept in the vault; ``working`` is the local copy to analyse."""
+    """A submission read, hashed and kept in the vault; ``working`` is the local file to analyse
+    (the staged file, one with the vault object, on a store that stages), readable while the
+    :func:`fetch_and_preserve` context lasts."""
 
     info: ObjectInfo
     claims: Claims
@@ -55,23 +72,51 @@ class Preserved:
         return self.vault_check.get("outcome") == "success"
 
 
-def fetch_and_preserve(store: ObjectStore, info: ObjectInfo, scratch: Path) -> Preserved:
-    """Stream the submission to ``scratch/original`` while hashing it, then preserve it.
+@contextlib.contextmanager
+def fetch_and_preserve(store: ObjectStore, info: ObjectInfo) -> Iterator[Preserved]:
+    """Read the submission once while hashing it, preserve it, and hold its working copy.
 
-    Raises :class:`StoreError` (or ``OSError``) when it cannot be read or preserved; the caller
-    records the submission as failed, to be tried again.
+    ``working`` is readable inside the context and removed when it ends, on every path. Raises
+    :class:`StoreError` (or ``OSError``) when the submission cannot be read or preserved; the
+    caller records it as failed, to be tried again. Nothing reaches the vault before the whole
+    submission was read and its size checked.
     """
     claims, claim_problem = read_claims(store, info)
-    working = scratch / "original"
-    with store.open(info.key, info.version_id) as source, working.open("wb") as sink:
-        digests = hash_stream(source, sink)
+    with _read_once(store, info) as (copy, digests):
+        version, check = preserve(store, copy, digests)
+        problems = (claim_problem, collection_problem(info, digests))
+        found = tuple(p for p in problems if p is not None)
+        working = copy if isinstance(copy, Path) else copy.path
+        yield Preserved(info, claims, found, digests, version, check, working)
+
+
+@contextlib.contextmanager
+def _read_once(
+    store: ObjectStore, info: ObjectInfo
+) -> Iterator[tuple[StagedObject | Path, Digests]]:
+    """The submission's bytes copied once, with their digests: into a staged object when the
+    store can stage, else into a temporary working file."""
+    if isinstance(store, StagingStore):
+        with store.stage() as staged:
+            with store.open(info.key, info.version_id) as source:
+                while chunk := source.read(CHUNK_SIZE):
+                    staged.write(chunk)
+            digests = staged.digests()
+            _check_size(info, digests)
+            yield staged, digests
+        return
+    with tempfile.TemporaryDirectory(prefix="evidence-") as scratch:
+        working = Path(scratch) / "original"
+        with store.open(info.key, info.version_id) as source, working.open("wb") as sink:
+            digests = hash_stream(source, sink)
+        _check_size(info, digests)
+        yield working, digests
+
+
+def _check_size(info: ObjectInfo, digests: Digests) -> None:
     if digests.size != info.size:
         msg = f"read {digests.size} bytes but the store announced {info.size}"
         raise PreservationError(msg)
-    version, check = preserve(store, working, digests)
-    problems = (claim_problem, collection_problem(info, digests))
-    found = tuple(p for p in problems if p is not None)
-    return Preserved(info, claims, found, digests, version, check, working)
 
 
 def collection_check(info: ObjectInfo, digests: Digests) -> dict[str, Any] | None:
@@ -137,10 +182,11 @@ def _sidecar(store: ObjectStore, key: str) -> dict[str, str]:
 
 
 def preserve(
-    store: ObjectStore, working: Path, digests: Digests
+    store: ObjectStore, copy: StagedObject | Path, digests: Digests
 ) -> tuple[str | None, dict[str, Any]]:
     """Write the original to the vault once, then re-read the vault copy and compare digests.
 
+    ``copy`` is the staged object to publish (a store that stages) or the working file to put.
     An existing vault object is never overwritten: it is verified instead. Returns the vault
     version id and the fixity outcome (expected and found digests).
     """
@@ -148,8 +194,7 @@ def preserve(
     info: ObjectInfo | None = None
     if not store.exists(key):
         try:
-            with working.open("rb") as handle:
-                info = store.put(key, handle, sha256=digests.sha256, if_absent=True)
+            info = _write_vault(store, key, copy, digests)
         except ObjectExists:
             log.info("vault copy of %s appeared concurrently; verifying it", digests.sha256[:12])
     if info is None:  # put describes what it stored; an existing copy is described here
@@ -166,6 +211,16 @@ def preserve(
         "found_size": size,
     }
     return info.version_id, check
+
+
+def _write_vault(
+    store: ObjectStore, key: str, copy: StagedObject | Path, digests: Digests
+) -> ObjectInfo:
+    """Publish the staged copy, or put the working file; both verify the SHA-256 first."""
+    if not isinstance(copy, Path):
+        return copy.publish(key, sha256=digests.sha256)
+    with copy.open("rb") as handle:
+        return store.put(key, handle, sha256=digests.sha256, if_absent=True)
 
 
 def store_derivatives(

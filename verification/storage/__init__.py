@@ -8,6 +8,8 @@ from verification.storage.base import (
     ObjectInfo,
     ObjectNotFound,
     ObjectStore,
+    StagedObject,
+    StagingStore,
     StoreError,
     StoreUnavailable,
 )
@@ -19,6 +21,8 @@ __all__ = [
     "ObjectInfo",
     "ObjectNotFound",
     "ObjectStore",
+    "StagedObject",
+    "StagingStore",
     "StoreError",
     "StoreUnavailable",
     "key_problem",

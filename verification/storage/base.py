@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
+
+from verification.core.hashing import Digests
 
 
 class StoreError(Exception):
@@ -88,4 +92,47 @@ class ObjectStore(Protocol):
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` exists (a missing bucket or an unreachable store still raises)."""
+        ...
+
+
+class StagedObject(Protocol):
+    """An object written before its key is known, published under its key once the bytes are in.
+
+    The store hashes the bytes as they are written (:meth:`digests`), so an object keyed by its
+    own SHA-256 needs one pass: write, then publish under the digest.
+    """
+
+    @property
+    def path(self) -> Path:
+        """A local file holding the bytes; readable until the staging ends, published or not."""
+        ...
+
+    def write(self, data: bytes) -> int:
+        """Append ``data``; returns its length."""
+        ...
+
+    def digests(self) -> Digests:
+        """SHA-256, SHA-1, MD5 and size of everything written."""
+        ...
+
+    def publish(self, key: str, *, sha256: str | None = None) -> ObjectInfo:
+        """Make the bytes the write-once object ``key``, durably; no more writes after this.
+
+        ``sha256`` (hex) is checked against what was written first: a mismatch raises
+        :class:`StoreError` and publishes nothing. An existing ``key`` is never replaced:
+        :class:`ObjectExists`, even against a concurrent writer.
+        """
+        ...
+
+
+@runtime_checkable
+class StagingStore(Protocol):
+    """An optional capability (the local store has it): write first, choose the key after.
+
+    Leaving the context discards the staged bytes (the published object stays), on every path:
+    a failure before :meth:`StagedObject.publish` leaves no object behind.
+    """
+
+    def stage(self) -> AbstractContextManager[StagedObject]:
+        """A new, empty staged object."""
         ...

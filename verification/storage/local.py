@@ -1,8 +1,8 @@
 """A directory as an object store: the embedded default, and the reference the S3 backend matches.
 
 Layout under the root: ``objects/<key>`` (the bytes), ``meta/<key>.json`` (user metadata, sha256,
-etag, and the size and mtime the sidecar describes) and ``tmp/`` (uploads in progress, on the same
-filesystem so publishing is an atomic link or rename). Keys are validated before any path join, and
+etag, and the size and mtime the sidecar describes) and ``tmp/`` (uploads and staged objects in
+progress, on the same filesystem so publishing is an atomic link or rename; never listed). Keys are validated before any path join, and
 every path is resolved and checked to stay inside the root, so a symlink cannot lead out of it.
 """
 
@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from verification.core.hashing import Digests as FullDigests
+from verification.core.hashing import Hasher
 from verification.core.text import printable
 from verification.storage._stream import Digests, copy_with_digests, expected_sha256
 from verification.storage.base import (
@@ -27,6 +29,7 @@ from verification.storage.base import (
     ObjectExists,
     ObjectInfo,
     ObjectNotFound,
+    StagedObject,
     StoreError,
     StoreUnavailable,
 )
@@ -126,6 +129,25 @@ class LocalStore:
         logger.debug("stored %s in %s (%s bytes)", printable(key), self.url, digests.size)
         return _info(key, status, sidecar, with_metadata=True)
 
+    @contextmanager
+    def stage(self) -> Iterator[StagedObject]:
+        """A staged object: a file in ``tmp/``, hashed as it is written (:class:`StagingStore`).
+
+        Publishing hard-links it into place, so until the context ends the staged file and the
+        object are one file (readable at :attr:`StagedObject.path`, no copy made). Leaving the
+        context removes the ``tmp/`` name on every path; only a killed process leaves one there,
+        where no listing looks.
+        """
+        with self._os_errors("(staged object)"):
+            self._check_root()
+            self._tmp.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=self._tmp, prefix="stage-", suffix=".part")
+        staged = _StagedFile(self, os.fdopen(fd, "wb"), Path(name))
+        try:
+            yield staged
+        finally:
+            staged.discard()
+
     def list(
         self, prefix: str = "", *, modified_since: datetime | None = None
     ) -> Iterator[ObjectInfo]:
@@ -213,6 +235,40 @@ class LocalStore:
             raise
         return tmp, digests
 
+    def _publish_staged(self, staged: _StagedFile, key: str, sha256: str | None) -> ObjectInfo:
+        """Publish ``staged`` as the write-once ``key``: the same steps and fsyncs as a write-once
+        :meth:`put` (file, directory, sidecar, directory), without reading the bytes again."""
+        path, meta_path = self._paths(key)
+        expected = expected_sha256(sha256)
+        digests = staged.digests()
+        with self._os_errors(key):
+            self._make_dirs(key, path.parent, meta_path.parent)
+            if expected is not None and digests.sha256 != expected:
+                staged.close()
+                msg = (
+                    f"sha256 mismatch for {key!r}: expected {expected}, "
+                    f"staged {digests.sha256}; nothing stored"
+                )
+                raise StoreError(msg)
+            if _is_file(path):  # the usual duplicate: spare the fsync the link would need
+                staged.close()
+                msg = f"object {key!r} already exists"
+                raise ObjectExists(msg)
+            staged.close(sync=True)
+            staged.path.chmod(_WRITE_ONCE_MODE)
+            _publish(staged.path, path, key, if_absent=True)
+            status = path.stat()
+            sidecar = {
+                "sha256": digests.sha256,
+                "etag": digests.md5,
+                "size": status.st_size,
+                "mtime_ns": status.st_mtime_ns,
+                "metadata": {},
+            }
+            self._write_sidecar(meta_path, sidecar)
+        logger.debug("published %s in %s (%s bytes)", printable(key), self.url, digests.size)
+        return _info(key, status, sidecar, with_metadata=True)
+
     def _write_sidecar(self, meta_path: Path, sidecar: Mapping[str, Any]) -> None:
         fd, name = tempfile.mkstemp(dir=self._tmp, prefix="meta-", suffix=".part")
         tmp = Path(name)
@@ -244,6 +300,59 @@ class LocalStore:
                 raise StoreUnavailable(msg) from exc
             msg = f"local store {self._root} failed for key {key!r} ({exc.strerror})"
             raise StoreError(msg) from exc
+
+
+class _StagedFile:
+    """One staged object of a :class:`LocalStore` (see :meth:`LocalStore.stage`)."""
+
+    def __init__(self, store: LocalStore, sink: BinaryIO, path: Path) -> None:
+        self._store = store
+        self._sink: BinaryIO | None = sink
+        self._path = path
+        self._hasher = Hasher()
+
+    @property
+    def path(self) -> Path:
+        """The staged file (after publishing, one file with the object)."""
+        return self._path
+
+    def write(self, data: bytes) -> int:
+        """Append ``data`` to the file and to the digests."""
+        if self._sink is None:
+            msg = "a staged object takes no more bytes once published or closed"
+            raise StoreError(msg)
+        with self._store._os_errors("(staged object)"):
+            self._sink.write(data)
+        self._hasher.update(data)
+        return len(data)
+
+    def digests(self) -> FullDigests:
+        """SHA-256, SHA-1, MD5 and size of what was written."""
+        return self._hasher.digests()
+
+    def publish(self, key: str, *, sha256: str | None = None) -> ObjectInfo:
+        """Publish as the write-once ``key`` (see :meth:`StagedObject.publish`)."""
+        if self._sink is None:
+            msg = "a staged object is published at most once"
+            raise StoreError(msg)
+        return self._store._publish_staged(self, key, sha256)
+
+    def close(self, *, sync: bool = False) -> None:
+        """Stop writing; with ``sync``, flush the bytes to disk first (publishing needs them)."""
+        if self._sink is None:
+            return
+        sink, self._sink = self._sink, None
+        with sink:
+            if sync:
+                sink.flush()
+                os.fsync(sink.fileno())
+
+    def discard(self) -> None:
+        """Close and remove the staged name (a published object keeps its own name)."""
+        try:
+            self.close()
+        finally:
+            self._path.unlink(missing_ok=True)
 
 
 def _not_found(key: str) -> ObjectNotFound:
@@ -329,6 +438,13 @@ def _refuse_write_once_overwrite(path: Path, key: str) -> None:
     if stat.S_ISREG(mode) and not mode & 0o222:
         msg = f"object {key!r} was written write-once and cannot be replaced"
         raise ObjectExists(msg)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
 
 
 def _publish(tmp: Path, path: Path, key: str, *, if_absent: bool) -> None:
