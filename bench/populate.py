@@ -209,11 +209,32 @@ def _steady_state(ctx: Any) -> None:
     ``LISTING_MARGIN``), so the next listing's window starts now, as it would have an hour
     later in a real collection.
     """
+    from verification.pipeline.dedupe import batch_index
+
+    _date_cursor(ctx)
+    index = batch_index(ctx)
+    index.refresh()
+    index.save()
+
+
+def arrived_before_last_listing(home: Path) -> None:
+    """Date ``home``'s listing cursor as :func:`_steady_state` does, now: for a copy of a
+    generated home, whose files arrived (status-change times) when they were copied."""
+    from verification.core.config import load_settings
+    from verification.pipeline import open_context
+
+    ctx = open_context(load_settings(home=home))
+    try:
+        _date_cursor(ctx)
+    finally:
+        ctx.engine.dispose()
+
+
+def _date_cursor(ctx: Any) -> None:
     from sqlalchemy.orm import Session
 
     from verification.ledger.models import ListingCursor, utcnow
     from verification.pipeline.batch import LISTING_MARGIN
-    from verification.pipeline.dedupe import batch_index
 
     now = utcnow()
     listed = now + LISTING_MARGIN
@@ -225,9 +246,6 @@ def _steady_state(ctx: Any) -> None:
             )
         else:
             cursor.listed_from, cursor.full_at, cursor.updated_at = listed, now, now
-    index = batch_index(ctx)
-    index.refresh()
-    index.save()
 
 
 def _incoming(root: Path, first: int, count: int) -> None:
