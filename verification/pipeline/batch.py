@@ -2,7 +2,8 @@
 
 Three kinds of work overlap in one batch: store I/O (reading, hashing and preserving each
 submission) in a few threads, analysis in worker processes (:mod:`verification.analysis`), and
-recording in the calling thread, one submission at a time, in order of completion.
+recording in the calling thread, of the submissions ready when it is free: together in one
+transaction when there are several (up to :data:`RECORD_GROUP`), in ``keys`` order.
 
 What a batch reports never hides a failure: a submission is either recorded with an evidence
 status (``unreadable`` included: quarantined with its reason), ``rejected`` (its key is refused:

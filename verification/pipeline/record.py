@@ -1,11 +1,12 @@
 """The recording side: items, submissions, records and custody events in the ledger database.
 
-Runs in the process that owns the batch, one submission at a time, after the store side
+Runs in the process that owns the batch, in one thread, after the store side
 (:mod:`verification.pipeline.preservation`) and the analysis (:mod:`verification.analysis`).
 
-Recording one submission is one database transaction: its item, its submission row, every
-custody event, the duplicate links and the record commit together or not at all, so a database
-that goes away mid-run leaves nothing half-recorded. The transaction starts by locking the
+Recording one submission is one database transaction (or part of one shared with the others
+ready at the same moment, :func:`record_group`): its item, its submission row, every custody
+event, the duplicate links and the record commit together or not at all, so a database that goes
+away mid-run leaves nothing half-recorded. The transaction starts by locking the
 item's row, so two runs recording the same file serialise; the one that comes second finds the
 submission processed and returns what was recorded ("someone else recorded it"), which is not a
 failure. Every write is idempotent: a step that already left its custody event is not repeated.
