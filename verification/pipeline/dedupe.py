@@ -31,6 +31,7 @@ from verification.ledger.models import (
     PerceptualLog,
     Record,
     insert_if_absent,
+    reader,
     utcnow,
 )
 from verification.pipeline.context import Context
@@ -72,7 +73,7 @@ class CollectionIndex:
         the hashes logged after it), else reads every stored hash.
         """
         if session is None:
-            with Session(self.engine) as own:
+            with Session(reader(self.engine)) as own:
                 return self.refresh(own)
         if self.watermark is not None:
             return self._catch_up(session)
@@ -84,7 +85,7 @@ class CollectionIndex:
         """Catch up like :meth:`refresh` without naming what changed (on the first call that
         would be every item of the collection: a million strings for nothing)."""
         if session is None:
-            with Session(self.engine) as own:
+            with Session(reader(self.engine)) as own:
                 self.update(own)
                 return
         if self.watermark is not None or self._start(session):
@@ -136,7 +137,7 @@ class CollectionIndex:
             return False
         if self.saved_watermark is not None and self.saved_watermark >= self.watermark:
             return False
-        with Session(self.engine) as session:
+        with Session(reader(self.engine)) as session:
             marker = _log_item(session, self.watermark)
         save_snapshot(self.snapshot, self.index, self._identity(marker))
         self.saved_watermark = self.watermark
@@ -188,7 +189,7 @@ class CollectionIndex:
     def subset(self, items: Iterable[str]) -> PDQIndex:
         """A small index of only ``items`` (for the look under the dedupe lock)."""
         wanted = set(items)
-        with Session(self.engine) as session:
+        with Session(reader(self.engine)) as session:
             return _subset_index(session, wanted, self.min_quality)
 
 
@@ -266,7 +267,7 @@ def find_matches(
     def load_perceptual(other: str) -> Mapping[str, Any] | None:
         if session is not None:
             return index.perceptual(session, other)
-        with Session(ctx.engine) as own:
+        with Session(reader(ctx.engine)) as own:
             return index.perceptual(own, other)
 
     return find_duplicates(
