@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,26 @@ def test_staged_file_of_a_killed_process_is_never_listed(tmp_path: Path) -> None
     assert len(staged_leftovers(store)) == 1  # what the crash left: not an object
     assert list(store.list("")) == []
     assert list(store.list("vault/")) == []
+
+
+def test_files_of_interrupted_writes_are_removed_a_day_later(tmp_path: Path) -> None:
+    """Before its first staged object, a store removes the ``tmp/*.part`` files nobody wrote
+    for a day (a killed process's staged file, a put's or a sidecar's), and leaves younger ones
+    (a write or an analysis may still hold them) and anything that is not a temporary file."""
+    store = LocalStore(tmp_path)
+    store.put("incoming/c/a.jpg", io.BytesIO(DATA))
+    tmp = tmp_path / "tmp"
+    day_old = time.time() - 25 * 3600
+    for name in ("stage-abc.part", "put-def.part", "meta-ghi.part", "notes.txt"):
+        (tmp / name).write_bytes(b"left behind")
+        os.utime(tmp / name, (day_old, day_old))
+    (tmp / "stage-young.part").write_bytes(b"being written")
+    with LocalStore(tmp_path).stage() as staged:
+        staged.write(DATA)
+        left = sorted(p.name for p in tmp.iterdir() if p != staged.path)
+    assert left == ["notes.txt", "stage-young.part"]
+    assert [i.key for i in store.list("")] == ["incoming/c/a.jpg"]
+    assert store.remove_abandoned() == 0
 
 
 def test_sha256_mismatch_publishes_nothing(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import stat
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -37,6 +37,9 @@ from verification.storage.keys import normalize_metadata, validate_key, validate
 
 logger = logging.getLogger(__name__)
 
+# Temporary files of writes not touched for this long were left by a process that died.
+ABANDONED_AFTER = timedelta(hours=24)
+
 _WRITE_ONCE_MODE = 0o444
 _OBJECT_MODE = 0o644
 
@@ -49,6 +52,7 @@ class LocalStore:
         self._objects = self._root / "objects"
         self._meta = self._root / "meta"
         self._tmp = self._root / "tmp"
+        self._swept = False
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self._root)!r})"
@@ -136,17 +140,46 @@ class LocalStore:
         Publishing hard-links it into place, so until the context ends the staged file and the
         object are one file (readable at :attr:`StagedObject.path`, no copy made). Leaving the
         context removes the ``tmp/`` name on every path; only a killed process leaves one there,
-        where no listing looks.
+        where no listing looks, until :meth:`remove_abandoned` (run before a store's first
+        staged object) finds it a day later.
         """
         with self._os_errors("(staged object)"):
             self._check_root()
             self._tmp.mkdir(parents=True, exist_ok=True)
+            if not self._swept:
+                self._swept = True
+                self.remove_abandoned()
             fd, name = tempfile.mkstemp(dir=self._tmp, prefix="stage-", suffix=".part")
         staged = _StagedFile(self, os.fdopen(fd, "wb"), Path(name))
         try:
             yield staged
         finally:
             staged.discard()
+
+    def remove_abandoned(self, older_than: timedelta = ABANDONED_AFTER) -> int:
+        """Remove the temporary files (``tmp/*.part``) that interrupted writes left: files not
+        written for ``older_than``, far longer than any write or analysis holds one (a staged
+        file is read by the analysis at most ``analysis_timeout`` after its last write). Never
+        touches ``objects/`` or ``meta/``. Returns how many were removed; runs once per store
+        before its first staged object."""
+        limit = (datetime.now(UTC) - older_than).timestamp()
+        removed = 0
+        try:
+            entries = list(os.scandir(self._tmp))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            if not entry.name.endswith(".part") or not entry.is_file(follow_symlinks=False):
+                continue
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime < limit:
+                    Path(entry.path).unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue  # its writer, or another sweep, removed it first
+        if removed:
+            logger.info("removed %d temporary file(s) left by interrupted writes", removed)
+        return removed
 
     def list(
         self, prefix: str = "", *, modified_since: datetime | None = None
