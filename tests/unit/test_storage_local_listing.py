@@ -10,6 +10,9 @@ import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from verification.storage.local import LocalStore
 
@@ -85,3 +88,36 @@ def test_files_copied_in_with_their_old_times_are_listed(tmp_path: Path) -> None
     subprocess.run(["cp", "-a", str(outside / "d"), str(objects / "d")], check=True)
     assert (objects / "d").stat().st_mtime < since.timestamp() - 86400
     assert _keys(store, since) == ["incoming/c/old.jpg", "incoming/d/older.jpg"]
+
+
+def test_quiet_directory_without_subdirectories_is_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory unchanged since the window with no subdirectories (its link count is 2) is
+    not even scanned: a case of a million old submissions costs one stat."""
+    from verification.storage import local
+
+    store = LocalStore(tmp_path)
+    for name in ("a.jpg", "b.jpg"):
+        store.put(f"incoming/old/{name}", io.BytesIO(name.encode()))
+    store.put("incoming/busy/sub/x.jpg", io.BytesIO(b"x"))
+    since = _now()
+    store.put("incoming/new/c.jpg", io.BytesIO(b"c"))
+    store.put("incoming/busy/sub/y.jpg", io.BytesIO(b"y"))
+    scanned: list[str] = []
+    scandir = os.scandir
+
+    def spy(path: Any) -> Any:
+        scanned.append(Path(path).name)
+        return scandir(path)
+
+    monkeypatch.setattr(local.os, "scandir", spy)
+    assert _keys(store, since) == ["incoming/busy/sub/y.jpg", "incoming/new/c.jpg"]
+    assert "old" not in scanned and {"busy", "sub", "new"} <= set(scanned)
+    assert _keys(store, None) == [
+        "incoming/busy/sub/x.jpg",
+        "incoming/busy/sub/y.jpg",
+        "incoming/new/c.jpg",
+        "incoming/old/a.jpg",
+        "incoming/old/b.jpg",
+    ]

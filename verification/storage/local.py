@@ -529,10 +529,15 @@ def _walk(
 
     With ``since`` (ns), a directory unchanged since then (no entry added, renamed or removed:
     the store publishes every object by link or rename; see :func:`_changed_ns`) yields none
-    of its files, only what
-    its subdirectories hold, so an old collection costs one directory scan, not a stat per file.
+    of its files, only what its subdirectories hold, so an old collection costs one directory
+    scan, not a stat per file; and no scan at all when the directory's link count says it has
+    no subdirectories (ext4, XFS and tmpfs count them; a file system that does not reports 1,
+    and the directory is scanned).
     """
-    quiet = since is not None and _changed_ns(directory.stat()) < since
+    status = directory.stat()
+    quiet = since is not None and _changed_ns(status) < since
+    if quiet and status.st_nlink == 2:
+        return  # no subdirectories either (a directory's link count is 2 + its subdirectories)
     with os.scandir(directory) as scan:
         if quiet:
             entries = sorted((e for e in scan if e.is_dir(follow_symlinks=False)), key=_sort_name)
