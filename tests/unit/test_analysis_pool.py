@@ -122,25 +122,6 @@ def test_pool_that_cannot_start_says_why() -> None:
         AnalysisPool(AnalysisOptions(), 2, fault="abort:*").start()
 
 
-def test_pool_started_without_waiting_says_why_when_a_file_comes(tmp_path: Path) -> None:
-    """Started without waiting (the batch reads files meanwhile), a pool whose workers die in
-    their self-test returns at once, then refuses the first file with the reason, and every
-    worker is gone; a good pool started so analyses files as soon as a worker is ready."""
-    pool = AnalysisPool(AnalysisOptions(), 2, fault="abort:*")
-    pool.start(wait=False)
-    with pytest.raises(WorkersUnavailable, match="could not start: killed by SIGABRT"):
-        pool.analyse(_job(tmp_path, "a.jpg", photo(1)))
-    assert pool.broken and list(iter_workers(pool)) == []
-    pool.close()
-    good = AnalysisPool(AnalysisOptions(), 2)
-    good.start(wait=False)
-    try:
-        result = good.analyse(_job(tmp_path, "b.jpg", photo(2)))
-        assert isinstance(result, FileAnalysis) and result.perceptual.get("pdq")
-    finally:
-        good.close()
-
-
 def test_unreadable_file_is_a_result_not_a_crash(tmp_path: Path) -> None:
     """Garbage bytes come back as an analysis with an unreadable finding."""
     with AnalysisPool(AnalysisOptions(), 1) as pool:

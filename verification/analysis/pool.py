@@ -185,25 +185,9 @@ class AnalysisPool:
     ) -> None:
         self.close()
 
-    def start(self, *, wait: bool = True) -> None:
-        """Start every worker (concurrently) and wait until each passed its self-test.
-
-        With ``wait`` False, return at once: each worker takes files as soon as it passed its
-        self-test (the caller reads and preserves files meanwhile), and when one cannot start,
-        :meth:`analyse` raises :class:`WorkersUnavailable` with why, as this would have.
-        """
+    def start(self) -> None:
+        """Start every worker (concurrently) and wait until each passed its self-test."""
         spawned = [self._spawn() for _ in range(self.size)]
-        if wait:
-            self._greet(spawned)
-            return
-        greeter = threading.Thread(
-            target=self._greet_in_background, args=(spawned,), name="evidence-pool-start"
-        )
-        greeter.daemon = True
-        greeter.start()
-
-    def _greet(self, spawned: list[_Worker]) -> None:
-        """Wait for each worker's self-test; a worker that passed takes files at once."""
         try:
             for worker in spawned:
                 self._handshake(worker)
@@ -211,15 +195,6 @@ class AnalysisPool:
         except WorkersUnavailable:
             self.close()
             raise
-
-    def _greet_in_background(self, spawned: list[_Worker]) -> None:
-        try:
-            for worker in spawned:
-                self._handshake(worker)
-                self._idle.put(worker)
-        except WorkersUnavailable as exc:
-            self._broken = str(exc)  # first: analyse() raises it, the batch stops and says why
-            self.close()
 
     def analyse(self, job: AnalysisJob) -> FileAnalysis | FileFailed:
         """Analyse one file in a worker; :class:`FileFailed` when the file defeats the analysis.
@@ -240,8 +215,6 @@ class AnalysisPool:
                         attempt,
                     )
                     self._forget(worker)
-                    if self._broken:  # the pool is being stopped: no replacement
-                        raise WorkersUnavailable(self._broken) from None
                     worker = self._replacement()
                     if lost.timed_out:
                         return FileFailed(f"analysis did not finish ({lost.how})")
@@ -387,10 +360,8 @@ def warm_pool(
     timeout: float = 600.0,
     memory_limit: int | None = None,
     fault: str | None = None,
-    wait: bool = True,
 ) -> Iterator[AnalysisPool]:
-    """An :class:`AnalysisPool` with this configuration, started now or kept from an earlier call
-    (``wait``: see :meth:`AnalysisPool.start`)."""
+    """An :class:`AnalysisPool` with this configuration, started now or kept from an earlier call."""
     key = (options, max(1, workers), timeout, memory_limit, fault)
     with _WARM_LOCK:
         pool = _WARM.pop(key, None)
@@ -401,7 +372,7 @@ def warm_pool(
         pool = AnalysisPool(
             options, workers, timeout=timeout, memory_limit=memory_limit, fault=fault
         )
-        pool.start(wait=wait)
+        pool.start()
     try:
         yield pool
     except BaseException:

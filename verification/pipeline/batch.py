@@ -236,18 +236,16 @@ def _key_problem(key: str) -> str | None:
 
 @contextmanager
 def analysis_pool(
-    settings: Settings, workers: int, keys: Sequence[str] = (), *, wait: bool = True
+    settings: Settings, workers: int, keys: Sequence[str] = ()
 ) -> Iterator[AnalysisPool]:
     """The analysis workers for a batch of ``keys``, configured from ``settings``: each bounded
-    in time (``analysis_timeout`` per file) and address space (``worker_memory_mb``). Without
-    ``wait``, the batch starts reading and preserving files while the workers start."""
+    in time (``analysis_timeout`` per file) and address space (``worker_memory_mb``)."""
     with warm_pool(
         AnalysisOptions.from_settings(settings),
         workers,
         timeout=settings.analysis_timeout,
         memory_limit=settings.worker_memory_limit,
         fault=_injected_fault(keys),
-        wait=wait,
     ) as pool:
         yield pool
 
@@ -273,7 +271,7 @@ def process_batch(
     index = batch_index(ctx)  # the collection's hashes, read once for the batch
     try:
         with (
-            analysis_pool(ctx.settings, workers, keys, wait=False) as pool,
+            analysis_pool(ctx.settings, workers, keys) as pool,
             ThreadPoolExecutor(workers + 1, thread_name_prefix="evidence-io") as io,
         ):
             futures = [io.submit(_prepare, ctx, pool, key) for key in keys]
