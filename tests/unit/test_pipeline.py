@@ -305,6 +305,30 @@ def test_retried_batch_returns_recorded_outcomes(ctx: Context, tmp_path: Path) -
     assert counts(ctx) == before
 
 
+def test_processed_submission_whose_item_is_gone_is_not_reported_done(
+    ctx: Context, tmp_path: Path
+) -> None:
+    """A submission recorded as processed whose item row was deleted behind the pipeline's back
+    (foreign keys switched off) is reported failed, with why, never as recorded."""
+    from verification.pipeline.summary import IntakeIncomplete, check_complete, summarise
+
+    key = submit(ctx, tmp_path, "gone.jpg", photo(51))
+    (done,) = pipeline.process_batch(ctx, [key], workers=1)
+    assert done.item is not None and not done.failed
+    raw = ctx.engine.raw_connection()  # autocommit, outside SQLAlchemy's BEGIN IMMEDIATE
+    try:
+        cursor = raw.cursor()
+        cursor.execute("PRAGMA foreign_keys=OFF")
+        cursor.execute("DELETE FROM item_findings WHERE item_sha256 = ?", (done.item,))
+        cursor.execute("DELETE FROM items WHERE sha256 = ?", (done.item,))
+    finally:
+        raw.invalidate()  # its foreign keys are off: never hand it back to the pool
+    (now,) = pipeline.recorded_outcomes(ctx, [key])
+    assert now.failed and now.item is None and "missing from the ledger" in (now.error or "")
+    with pytest.raises(IntakeIncomplete):
+        check_complete(summarise([now]))
+
+
 # --- memory bounds (issue 12 item 1) --------------------------------------------------------
 
 

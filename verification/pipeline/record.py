@@ -325,8 +325,12 @@ def current(ctx: Context, outcomes: Sequence[Outcome]) -> list[Outcome]:
                 codes[sha].add(code)
     now = []
     for outcome in outcomes:
-        if outcome.item is None or outcome.failed or outcome.item not in items:
+        if outcome.item is None or outcome.failed:
             now.append(outcome)
+            continue
+        if outcome.item not in items:  # recorded, then its item row went away: never "done"
+            error = f"recorded, but item {outcome.item[:12]} is missing from the ledger"
+            now.append(Outcome(outcome.key, None, FAILED, error=error))
             continue
         status, fmt, size = items[outcome.item]
         findings = tuple(sorted(codes[outcome.item]))
