@@ -132,7 +132,7 @@ def record_group(
             late = functools.partial(_matches_among, ctx, session, analysis, index, since)
             outcomes.append(_record(ctx, session, analysis, found, late))
         write_staged(ctx, session)
-        return [_outcome(session, o.key, o.item) if o.item else o for o in outcomes]
+        return outcomes  # as each stood when recorded; the batch reads them all again at its end
 
 
 def _matches_among(
