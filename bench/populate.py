@@ -263,12 +263,22 @@ def _incoming(root: Path, first: int, count: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Populate the home named on the command line."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("home", type=Path)
-    parser.add_argument("--items", type=int, required=True)
-    parser.add_argument("--incoming", action="store_true", help="also create incoming objects")
-    parser.add_argument("--seed", type=int, default=7)
+    parser = argparse.ArgumentParser(
+        description=" ".join(__doc__.split("\n\n")[0].split()),
+        epilog="A benchmark ledger only: the generated custody events do not verify.",
+    )
+    parser.add_argument("home", type=Path, help="an evidence home made by `evidence init`")
+    parser.add_argument("--items", type=int, required=True, help="how many items to add")
+    parser.add_argument(
+        "--incoming", action="store_true", help="also create one incoming object per item"
+    )
+    parser.add_argument("--seed", type=int, default=7, help="seed of the random PDQ hashes")
     args = parser.parse_args(argv)
+    from verification.core.config import load_settings
+
+    if not load_settings(home=args.home).resolved_key_path.is_file():
+        home = args.home
+        parser.error(f"{home} is not an evidence home: run `EVIDENCE_HOME={home} evidence init`")
     seconds = populate(args.home, args.items, incoming=args.incoming, seed=args.seed)
     print(f"{args.items:,} generated items added to {args.home} in {seconds:.1f} s")
     return 0

@@ -158,3 +158,78 @@ def test_candidates_of_an_item_are_as_before(
         assert matching.find_duplicates(
             perceptual, new, threshold=threshold, exclude=exclude
         ) == old_matching.find_duplicates(perceptual, old, threshold=threshold, exclude=exclude)
+
+
+def _later_history(rng: np.random.Generator, old: OldIndex, new: PDQIndex) -> None:
+    """What a batch does to its index after a search was read ahead: items discarded, others
+    added, some discarded and added again (reprocessed)."""
+    bases = [rng.bytes(32) for _ in range(3)]
+    for _ in range(int(rng.integers(1, 6))):
+        if rng.integers(0, 3) == 0:
+            victim = _item(rng)
+            old.discard(victim)
+            new.discard(victim)
+        else:
+            rows = [
+                (_item(rng), _hash(rng, bases), int(rng.integers(0, 4)))
+                for _ in range(int(rng.integers(1, 20)))
+            ]
+            old.add_many(rows)
+            new.add_many(rows)
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_search_read_ahead_answers_as_a_whole_search(
+    seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The base scanned ahead (as the batch's I/O threads do), then rows added and items
+    discarded, then ``search(ahead=)``: what a whole search and the old index answer, for every
+    threshold the scan covers; a scan that does not cover the search is not used."""
+    monkeypatch.setattr(index_module, "_CHUNK", 7)
+    rng = np.random.default_rng(5000 + seed)
+    old, new = _twins(rng, tmp_path, snapshots=False)
+    old, new = OldIndex.from_arrays(*old.to_arrays()), PDQIndex.from_columns(new.columns())
+    queries = _queries(rng, old)
+    plain = [queries[int(i)] for i in rng.integers(0, len(queries), int(rng.integers(1, 4)))]
+    dihedral = [queries[int(i)] for i in rng.integers(0, len(queries), int(rng.integers(0, 9)))]
+    wide, turned_wide = int(rng.choice([31, 96, 140, 256])), int(rng.choice([0, 31, 47, 80]))
+    ahead = new.scan_base(plain, wide, dihedral, turned_wide)
+    assert ahead is not None
+    _later_history(rng, old, new)
+    scanned: list[int] = []
+    real_scan = PDQIndex._scan
+
+    def spy(self: PDQIndex, segments: Any, *args: Any) -> Any:
+        listed = list(segments)
+        scanned.extend(first for first, _ in listed)
+        return real_scan(self, iter(listed), *args)
+
+    monkeypatch.setattr(PDQIndex, "_scan", spy)
+    for threshold in (t for t in THRESHOLDS if t <= wide):
+        for turned in (t for t in THRESHOLDS if t <= turned_wide):
+            scanned.clear()
+            fast = new.search(plain, threshold, dihedral, turned, ahead=ahead)
+            assert 0 not in scanned  # the base was not read again
+            whole = new.search(plain, threshold, dihedral, turned)
+            assert [_plain(m) for m in fast[0]] == [_plain(m) for m in whole[0]]
+            assert _plain(fast[1]) == _plain(whole[1])
+            assert [_plain(m) for m in fast[0]] == [_plain(old.query(q, threshold)) for q in plain]
+            if dihedral:
+                assert _plain(fast[1]) == _plain(old.query_dihedral(dihedral, turned))
+    for narrower in ([plain[1:], wide, dihedral], [plain, wide + 1, dihedral]):
+        scanned.clear()
+        new.search(narrower[0], narrower[1], narrower[2], turned_wide, ahead=ahead)
+        assert 0 in scanned  # not covered: the whole index is read
+    other = PDQIndex.from_columns(new.columns())
+    scanned.clear()
+    assert _plain(other.search(plain, wide, dihedral, turned_wide, ahead=ahead)[1]) == _plain(
+        old.query_dihedral(dihedral, turned_wide) if dihedral else []
+    )
+    assert 0 in scanned  # another base: not used
+
+
+def test_read_ahead_needs_a_base() -> None:
+    """An index with only added rows (no snapshot loaded) has nothing to read ahead."""
+    index = PDQIndex()
+    index.add("a" * 64, bytes(32))
+    assert index.scan_base([bytes(32)], 31) is None

@@ -441,27 +441,131 @@ def test_a_submission_that_cannot_be_recorded_fails_alone_in_its_group(
     assert ctx.ledger.verify().ok
 
 
+def test_the_collection_is_searched_in_the_io_threads(
+    uploaded: Path, tmp_path: Path, reference: tuple[Context, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the collection loaded from the snapshot an earlier batch left, each submission's
+    duplicate search over it runs in an I/O thread while others are recorded (the recorder reads
+    only the rows added since), and the ledger ends as ingest leaves it."""
+    import threading
+
+    from verification.duplicates.index import PDQIndex
+
+    _, expected = reference
+    keys = sorted(expected["outcomes"])
+    random.Random(9).shuffle(keys)
+    ctx = _context(uploaded, tmp_path / "home", workers=2)
+    _run(ctx, [keys[:4]], workers=2)
+    assert (ctx.settings.home / "cache" / "duplicate-index.snapshot").is_file()
+    reads: list[tuple[str, int]] = []
+    real_scan = PDQIndex._scan
+
+    def spy(self: PDQIndex, segments: Any, *args: Any) -> Any:
+        listed = list(segments)
+        thread = threading.current_thread().name
+        reads.extend((thread, first == 0 and self._base is not None) for first, _ in listed)
+        return real_scan(self, iter(listed), *args)
+
+    monkeypatch.setattr(PDQIndex, "_scan", spy)
+    _run(ctx, [keys[4:]], workers=2)
+    base_reads = [thread for thread, base in reads if base]
+    assert base_reads and all(thread.startswith("evidence-io") for thread in base_reads)
+    got = _snapshot(ctx)
+    assert got["links"] == expected["links"]
+    assert got["items"] == expected["items"]
+
+
+def _commit_during_matching(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch, key: str, after: int = 1
+) -> list[str]:
+    """Make another run record ``key`` just after this run found the matches of its
+    ``after``-th submission (the race two parallel batches run). Returns what happened, as it
+    happens: the keys whose matches were found, then "committed"."""
+    from verification.pipeline import record
+
+    real = record.find_matches
+    seen: list[str] = []
+
+    def then_another_run_commits(*args: Any, **kwargs: Any) -> Any:
+        found = real(*args, **kwargs)
+        if kwargs.get("only") is None and len(seen) < after:
+            seen.append(args[1].key)
+            if len(seen) == after:
+                pipeline.process_batch(ctx, [key], workers=1)
+                seen.append("committed")
+        return found
+
+    monkeypatch.setattr(record, "find_matches", then_another_run_commits)
+    return seen
+
+
+def _links(ctx: Context) -> set[tuple[str, str]]:
+    with Session(ctx.engine) as session:
+        return {(k.item_sha256, k.other_sha256) for k in session.scalars(select(DuplicateLink))}
+
+
 def test_item_committed_after_the_matches_were_found_is_still_linked(
     uploaded: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A near-duplicate another run committed after this submission's matches were computed is
-    found under the dedupe lock and linked both ways (the race two parallel batches run)."""
+    found under the dedupe lock and linked both ways."""
+    ctx = _context(uploaded, tmp_path / "home", workers=1)
+    seen = _commit_during_matching(ctx, monkeypatch, "incoming/case-1/orig-00.jpg")
+    pipeline.process_batch(ctx, ["incoming/case-2/orig-00-small.jpg"], workers=1)
+    assert seen == ["incoming/case-2/orig-00-small.jpg", "committed"]
+    original, small = _sha_of(ctx, "orig-00.jpg"), _sha_of(ctx, "orig-00-small.jpg", "case-2")
+    assert _links(ctx) == {(original, small), (small, original)}
+    with Session(ctx.engine) as session:
+        statuses = {sha: session.get(Item, sha).status for sha in (original, small)}  # type: ignore[union-attr]
+    assert statuses == {original: "needs-review", small: "needs-review"}
+
+
+def test_item_committed_before_a_retried_attempt_is_still_linked(
+    uploaded: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recording transaction that first saw the late near-duplicate is rolled back (a lost
+    race) and tried again: the attempt that commits still links it, though the batch's index
+    had already caught up with it."""
+    from sqlalchemy.exc import OperationalError
+
     from verification.pipeline import record
 
     ctx = _context(uploaded, tmp_path / "home", workers=1)
-    pipeline.process_batch(ctx, ["incoming/case-1/orig-00.jpg"], workers=1)
-    monkeypatch.setattr(
-        record, "find_matches", lambda *args, **kwargs: []
-    )  # as if computed earlier
-    pipeline.process_batch(ctx, ["incoming/case-2/orig-00-small.jpg"], workers=1)
+    seen = _commit_during_matching(ctx, monkeypatch, "incoming/case-1/orig-00.jpg")
+    real = record.write_staged
+    failures: list[str] = []
+
+    def lose_the_first_race(ctx_: Context, session: Session) -> None:
+        if not failures and "committed" in seen:
+            failures.append("rolled back")
+            raise OperationalError("COMMIT", {}, Exception("database is locked"))
+        real(ctx_, session)
+
+    monkeypatch.setattr(record, "write_staged", lose_the_first_race)
+    monkeypatch.setattr(record, "RETRY_DELAY", 0.0)
+    [outcome] = pipeline.process_batch(ctx, ["incoming/case-2/orig-00-small.jpg"], workers=1)
+    assert failures == ["rolled back"] and not outcome.failed
     original, small = _sha_of(ctx, "orig-00.jpg"), _sha_of(ctx, "orig-00-small.jpg", "case-2")
-    with Session(ctx.engine) as session:
-        pairs = {
-            (link.item_sha256, link.other_sha256) for link in session.scalars(select(DuplicateLink))
-        }
-        statuses = {sha: session.get(Item, sha).status for sha in (original, small)}  # type: ignore[union-attr]
-    assert pairs == {(original, small), (small, original)}
-    assert statuses == {original: "needs-review", small: "needs-review"}
+    assert _links(ctx) == {(original, small), (small, original)}
+    assert ctx.ledger.verify().ok
+
+
+def test_item_committed_while_a_group_was_matched_is_linked(
+    uploaded: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a group, another run commits a near-duplicate of the first submission after that
+    submission's matches were found and before the next one's: the group's transaction still
+    finds and links it."""
+    from verification.pipeline import batch
+
+    ctx = _context(uploaded, tmp_path / "home", workers=2)
+    monkeypatch.setattr(batch, "_as_ready", _grouped(None))
+    keys = ["incoming/case-2/orig-00-small.jpg", "incoming/case-1/unrelated-1.jpg"]
+    seen = _commit_during_matching(ctx, monkeypatch, "incoming/case-1/orig-00.jpg")
+    pipeline.process_batch(ctx, keys, workers=2)
+    assert seen == [keys[0], "committed"]
+    original, small = _sha_of(ctx, "orig-00.jpg"), _sha_of(ctx, "orig-00-small.jpg", "case-2")
+    assert _links(ctx) == {(original, small), (small, original)}
 
 
 # --- videos and photos across each other (ffmpeg re-encodes) ----------------------------------

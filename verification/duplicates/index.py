@@ -109,6 +109,67 @@ class Match:
     transform: str | None = None  # dihedral transform of the query that matched
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class RowHits:
+    """The rows a search found, before they are told apart by item: per plain query (rows,
+    distances), and the dihedral rows with their best ``distance << 3 | query``; rows ascending."""
+
+    plain: tuple[tuple[np.ndarray, np.ndarray], ...]
+    turned: tuple[np.ndarray, np.ndarray]
+
+    def joined(self, later: RowHits) -> RowHits:
+        """These rows followed by ``later``'s (rows further down the index)."""
+        plain = tuple(
+            (np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]]))
+            for a, b in zip(self.plain, later.plain, strict=True)
+        )
+        turned = (
+            np.concatenate([self.turned[0], later.turned[0]]),
+            np.concatenate([self.turned[1], later.turned[1]]),
+        )
+        return RowHits(plain, turned)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class BaseScan:
+    """What :meth:`PDQIndex.scan_base` found in an index's base rows for some queries."""
+
+    base: IndexColumns
+    plain: tuple[bytes, ...]
+    threshold: int
+    dihedral: tuple[bytes, ...]
+    dihedral_threshold: int
+    hits: RowHits
+
+    def covers(
+        self,
+        base: IndexColumns | None,
+        plain: Sequence[np.ndarray],
+        threshold: int,
+        dihedral: Sequence[np.ndarray],
+        dihedral_threshold: int,
+    ) -> bool:
+        """Whether these hits answer a search of ``base`` for these queries: the same base
+        (the same object, so the same rows), the same hashes, thresholds no narrower."""
+        return (
+            base is self.base
+            and threshold <= self.threshold
+            and (not dihedral or dihedral_threshold <= self.dihedral_threshold)
+            and self.plain == tuple(q.tobytes() for q in plain)
+            and self.dihedral == tuple(q.tobytes() for q in dihedral)
+        )
+
+    def within(self, threshold: int, dihedral_threshold: int) -> RowHits:
+        """The hits within narrower thresholds (the rows a scan with them would find)."""
+        plain = tuple((rows[d <= threshold], d[d <= threshold]) for rows, d in self.hits.plain)
+        rows, keys = self.hits.turned
+        close = (keys >> 3) <= dihedral_threshold
+        return RowHits(plain, (rows[close], keys[close]))
+
+
+_NO_ROWS = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.uint16))
+
+
 if hasattr(np, "bitwise_count"):  # numpy >= 2.0
 
     def _popcount(words: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -412,15 +473,15 @@ class PDQIndex:
         """(first row, four word columns) of the base and of the rows added since."""
         if self._base is not None and self._base_rows:
             yield 0, self._base.words
+        yield from self._tail_segment()
+
+    def _tail_segment(self) -> Iterator[tuple[int, Sequence[np.ndarray]]]:
+        """(first row, four word columns) of the rows added after the base, if any."""
         if self._tail:
             yield self._base_rows, [self._words[w, : self._tail] for w in range(_WORDS)]
 
     def _chunks(self) -> Iterator[tuple[int, Sequence[np.ndarray]]]:
-        """(first row, word columns) of every chunk of rows, so each chunk stays in cache while
-        every query runs over it: the collection is read from memory once per search."""
-        for first, words in self._segments():
-            for start in range(0, len(words[0]), _CHUNK):
-                yield first + start, [w[start : start + _CHUNK] for w in words]
+        return _chunked(self._segments())
 
     def _rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(item numbers, frames, (4, len(rows)) words) of the given rows."""
@@ -456,19 +517,78 @@ class PDQIndex:
         threshold: int,
         dihedral: Sequence[str | bytes | PDQHash] = (),
         dihedral_threshold: int = 0,
+        *,
+        ahead: BaseScan | None = None,
     ) -> tuple[list[list[Match]], list[Match]]:
         """Several queries in one pass over the rows: for each ``plain`` hash what
         :meth:`query` returns with ``threshold``, and for the ``dihedral`` hashes what
-        :meth:`query_dihedral` returns with ``dihedral_threshold``."""
-        if len(dihedral) > len(DIHEDRAL_NAMES):
-            msg = f"at most {len(DIHEDRAL_NAMES)} dihedral hashes, got {len(dihedral)}"
-            raise ValueError(msg)
-        plain_words = [PDQHash.parse(h).words() for h in plain]
-        dihedral_words = [PDQHash.parse(h).words() for h in dihedral]
+        :meth:`query_dihedral` returns with ``dihedral_threshold``.
+
+        ``ahead`` is what :meth:`scan_base` found for these queries, earlier or in another
+        thread: when it covers them (same base, same hashes, thresholds at least these), only
+        the rows added since the base are read now. The answer is the same either way.
+        """
+        plain_words, dihedral_words = _query_words(plain, dihedral)
+        if ahead is not None and ahead.covers(
+            self._base, plain_words, threshold, dihedral_words, dihedral_threshold
+        ):
+            base = ahead.within(threshold, dihedral_threshold)
+            added = self._scan(
+                self._tail_segment(), plain_words, threshold, dihedral_words, dihedral_threshold
+            )
+            hits = base.joined(added)
+        else:
+            hits = self._scan(
+                self._segments(), plain_words, threshold, dihedral_words, dihedral_threshold
+            )
+        plain_matches = [self._matches(rows, distances, None) for rows, distances in hits.plain]
+        if not dihedral_words:
+            return plain_matches, []
+        rows, keys = hits.turned
+        return plain_matches, self._matches(rows, keys >> 3, keys & 7)
+
+    def scan_base(
+        self,
+        plain: Sequence[str | bytes | PDQHash],
+        threshold: int,
+        dihedral: Sequence[str | bytes | PDQHash] = (),
+        dihedral_threshold: int = 0,
+    ) -> BaseScan | None:
+        """The rows of the base (the part loaded from a snapshot, which never changes) that
+        :meth:`search` would find for these queries, for a later ``search(..., ahead=)``;
+        None without a base. Reads only the base, so it may run in another thread while rows
+        are added or items discarded."""
+        base = self._base
+        if base is None or not self._base_rows:
+            return None
+        plain_words, dihedral_words = _query_words(plain, dihedral)
+        hits = self._scan(
+            iter([(0, base.words)]), plain_words, threshold, dihedral_words, dihedral_threshold
+        )
+        return BaseScan(
+            base,
+            tuple(q.tobytes() for q in plain_words),
+            threshold,
+            tuple(q.tobytes() for q in dihedral_words),
+            dihedral_threshold,
+            hits,
+        )
+
+    def _scan(
+        self,
+        segments: Iterator[tuple[int, Sequence[np.ndarray]]],
+        plain_words: Sequence[np.ndarray],
+        threshold: int,
+        dihedral_words: Sequence[np.ndarray],
+        dihedral_threshold: int,
+    ) -> RowHits:
+        """Every row of ``segments`` within reach: per plain query (rows, distances), and the
+        rows whose best dihedral distance is within ``dihedral_threshold`` with their best
+        ``distance << 3 | query`` (rows ascending, as stored)."""
         found: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in plain_words]
         candidates: list[np.ndarray] = []
         scratch = _Scratch()
-        for first, words in self._chunks():
+        for first, words in _chunked(segments):
             width = len(words[0])
             for query, hits in zip(plain_words, found, strict=True):
                 distance = _distance(words, query, scratch, scratch.distance[:width])
@@ -477,25 +597,17 @@ class PDQIndex:
             if dihedral_words:
                 bound = _lower_bound(words, dihedral_words, scratch)
                 candidates.append(np.flatnonzero(bound <= dihedral_threshold) + first)
-        plain_matches = [self._plain_matches(hits) for hits in found]
+        plain = tuple(_concatenated(hits) for hits in found)
         if not dihedral_words or not candidates:
-            return plain_matches, []
-        return plain_matches, self._dihedral_matches(
-            np.concatenate(candidates), dihedral_words, dihedral_threshold
-        )
+            return RowHits(plain, _NO_ROWS)
+        rows = np.concatenate(candidates)
+        keys = self._dihedral_keys(rows, dihedral_words)
+        close = (keys >> 3) <= dihedral_threshold
+        return RowHits(plain, (rows[close], keys[close]))
 
-    def _plain_matches(self, hits: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[Match]:
-        if not hits:
-            return []
-        rows = np.concatenate([rows for rows, _ in hits])
-        distances = np.concatenate([distances for _, distances in hits])
-        return self._matches(rows, distances, None)
-
-    def _dihedral_matches(
-        self, rows: np.ndarray, queries: Sequence[np.ndarray], threshold: int
-    ) -> list[Match]:
-        """The exact best (distance, query) of the candidate rows, as :meth:`query_dihedral`
-        gives them."""
+    def _dihedral_keys(self, rows: np.ndarray, queries: Sequence[np.ndarray]) -> np.ndarray:
+        """Per row, the exact best ``distance << 3 | query`` over the dihedral ``queries``
+        (ties: the earlier query), as :meth:`query_dihedral` ranks them."""
         words = self._rows(rows)[2]
         keys = np.full(len(rows), np.iinfo(np.uint16).max, dtype=np.uint16)
         for qi, query in enumerate(queries):
@@ -504,9 +616,7 @@ class PDQIndex:
                 start=np.zeros(len(rows), dtype=np.uint16),
             )
             np.minimum(keys, (distance << 3) | qi, out=keys)
-        best = keys >> 3
-        close = best <= threshold
-        return self._matches(rows[close], best[close], keys[close] & 7)
+        return keys
 
     def query(self, h: str | bytes | PDQHash, threshold: int) -> list[Match]:
         """Items with a stored hash within ``threshold`` of ``h``, best first (one per item)."""
@@ -596,6 +706,34 @@ def _lower_bound(
 
 def _popcount_of(words: np.ndarray) -> np.ndarray:
     return _popcount(words, np.empty(len(words), dtype=np.uint8))
+
+
+def _query_words(
+    plain: Sequence[str | bytes | PDQHash], dihedral: Sequence[str | bytes | PDQHash]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    if len(dihedral) > len(DIHEDRAL_NAMES):
+        msg = f"at most {len(DIHEDRAL_NAMES)} dihedral hashes, got {len(dihedral)}"
+        raise ValueError(msg)
+    return [PDQHash.parse(h).words() for h in plain], [PDQHash.parse(h).words() for h in dihedral]
+
+
+def _chunked(
+    segments: Iterator[tuple[int, Sequence[np.ndarray]]],
+) -> Iterator[tuple[int, Sequence[np.ndarray]]]:
+    """(first row, word columns) of every chunk of rows, so each chunk stays in cache while
+    every query runs over it: the collection is read from memory once per search."""
+    for first, words in segments:
+        for start in range(0, len(words[0]), _CHUNK):
+            yield first + start, [w[start : start + _CHUNK] for w in words]
+
+
+def _concatenated(hits: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    if not hits:
+        return _NO_ROWS
+    return (
+        np.concatenate([rows for rows, _ in hits]).astype(np.int64, copy=False),
+        np.concatenate([distances for _, distances in hits]),
+    )
 
 
 def _joined(base: np.ndarray | None, added: np.ndarray) -> np.ndarray:

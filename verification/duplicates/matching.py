@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from verification.duplicates.crop import CropGeometry, ImageInput, confirm_crop, describe_crop
-from verification.duplicates.index import DIHEDRAL_NAMES, MIN_PDQ_QUALITY, PDQHash, PDQIndex
+from verification.duplicates.index import (
+    DIHEDRAL_NAMES,
+    MIN_PDQ_QUALITY,
+    BaseScan,
+    PDQHash,
+    PDQIndex,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +154,7 @@ def find_duplicates(
     crop_candidate_threshold: int = CROP_CANDIDATE_THRESHOLD,
     max_crop_checks: int = MAX_CROP_CHECKS,
     min_quality: int = MIN_PDQ_QUALITY,
+    ahead: BaseScan | None = None,
 ) -> list[dict[str, Any]]:
     """Near-duplicates of one item: ``[{"item", "distance", "kind", ...}]``, closest first.
 
@@ -159,17 +166,18 @@ def find_duplicates(
     index's one-way distance is used. Unrelated PDQ hashes sit at 128 ± 8 bits; a 5 % crop
     lands at 65-105; each ORB check costs ~20-60 ms, hence ``max_crop_checks`` (closest
     first, then by item id). ``exclude`` is the query item's own id. Items whose hashes have a
-    PDQ quality below ``min_quality`` match nothing (flat images collide).
+    PDQ quality below ``min_quality`` match nothing (flat images collide). ``ahead`` is what
+    :func:`scan_ahead` found in the index's base, used when it still applies (same answer).
     """
-    quality = perceptual.get("pdq_quality")
-    if quality is not None and quality < min_quality and not perceptual.get("keyframes"):
+    if _too_flat(perceptual, min_quality):
+        quality = perceptual.get("pdq_quality")
         logger.debug("PDQ quality %s below %s: near-duplicate search skipped", quality, min_quality)
         return []
     frames = _frames(perceptual, min_quality)
     dihedral = _dihedral(perceptual) if not perceptual.get("keyframes") else []
     crop = image is not None and load_image is not None
     near, candidates = _candidates(
-        index, frames, dihedral, threshold, crop_candidate_threshold if crop else None
+        index, frames, dihedral, threshold, crop_candidate_threshold if crop else None, ahead
     )
     near.pop(exclude or "", None)
     found: dict[str, dict[str, Any]] = {}
@@ -200,19 +208,50 @@ def find_duplicates(
     )
 
 
+def scan_ahead(
+    perceptual: Mapping[str, Any],
+    index: PDQIndex,
+    *,
+    threshold: int = 31,
+    crop_candidate_threshold: int = CROP_CANDIDATE_THRESHOLD,
+    min_quality: int = MIN_PDQ_QUALITY,
+) -> BaseScan | None:
+    """The part of :func:`find_duplicates`' search that reads the index's base (the collection
+    as loaded, which never changes), done now, for instance in another thread while other
+    items are recorded; None when there is nothing to read ahead. Searched with the crop
+    threshold, so it serves a search with or without crop candidates."""
+    if _too_flat(perceptual, min_quality):
+        return None
+    frames = _frames(perceptual, min_quality)
+    dihedral = _dihedral(perceptual) if not perceptual.get("keyframes") else []
+    return index.scan_base(
+        [h for _, h in frames],
+        max(threshold, crop_candidate_threshold),
+        dihedral,
+        threshold + DIHEDRAL_MARGIN,
+    )
+
+
+def _too_flat(perceptual: Mapping[str, Any], min_quality: int) -> bool:
+    """A photo whose PDQ quality is below ``min_quality`` matches nothing."""
+    quality = perceptual.get("pdq_quality")
+    return quality is not None and quality < min_quality and not perceptual.get("keyframes")
+
+
 def _candidates(
     index: PDQIndex,
     frames: Sequence[tuple[int | None, PDQHash]],
     dihedral: Sequence[PDQHash],
     threshold: int,
     crop_threshold: int | None,
+    ahead: BaseScan | None = None,
 ) -> tuple[dict[str, PairDistance], dict[str, int | None]]:
     """Items the index puts within reach (with the one-way distance it saw), and with
     ``crop_threshold`` the crop candidates (each item's closest frame distance): one pass over
     the collection for every frame and dihedral hash."""
     widest = threshold if crop_threshold is None else max(threshold, crop_threshold)
     plain, turned = index.search(
-        [h for _, h in frames], widest, dihedral, threshold + DIHEDRAL_MARGIN
+        [h for _, h in frames], widest, dihedral, threshold + DIHEDRAL_MARGIN, ahead=ahead
     )
     near: dict[str, PairDistance] = {}
     for (keyframe, _), matches in zip(frames, plain, strict=True):

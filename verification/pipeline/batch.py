@@ -44,7 +44,7 @@ from verification.ledger.models import (
     utcnow,
 )
 from verification.pipeline.context import Context
-from verification.pipeline.dedupe import CollectionIndex, batch_index
+from verification.pipeline.dedupe import CollectionIndex, batch_index, scan_collection
 from verification.pipeline.layout import INCOMING, SIDECAR_SUFFIX
 from verification.pipeline.model import (
     FAILED,
@@ -269,12 +269,13 @@ def process_batch(
     order = {key: i for i, key in enumerate(keys)}
     outcomes: list[Outcome] = []
     index = batch_index(ctx)  # the collection's hashes, read once for the batch
+    _load_index(index)
     try:
         with (
             analysis_pool(ctx.settings, workers, keys) as pool,
             ThreadPoolExecutor(workers + 1, thread_name_prefix="evidence-io") as io,
         ):
-            futures = [io.submit(_prepare, ctx, pool, key) for key in keys]
+            futures = [io.submit(_prepare, ctx, pool, index, key) for key in keys]
             try:
                 for ready in _as_ready(futures, RECORD_GROUP):
                     for outcome in _record_ready(ctx, ready, index, order):
@@ -292,6 +293,15 @@ def process_batch(
     _save_index(index)
     final = _as_recorded_now(ctx, outcomes)
     return sorted(final, key=lambda o: order.get(o.key, len(order)))
+
+
+def _load_index(index: CollectionIndex) -> None:
+    """Load the batch's index before the I/O threads search it ahead; when the database cannot
+    be read now, each submission meets that when it is recorded (and is reported failed)."""
+    try:
+        index.update()
+    except SQLAlchemyError as exc:
+        log.warning("could not read the duplicate index yet: %s", reason(exc))
 
 
 def _save_index(index: CollectionIndex) -> None:
@@ -357,8 +367,11 @@ class _Refused:
         self.problem = problem
 
 
-def _prepare(ctx: Context, pool: AnalysisPool, key: str) -> Analysis | _Done | _Refused:
-    """Store side and analysis of one submission (runs in an I/O thread)."""
+def _prepare(
+    ctx: Context, pool: AnalysisPool, index: CollectionIndex, key: str
+) -> Analysis | _Done | _Refused:
+    """Store side, analysis and duplicate search over the loaded collection of one submission
+    (runs in an I/O thread)."""
     problem = _key_problem(key)
     if problem is not None:
         return _Refused(key, problem)
@@ -367,7 +380,7 @@ def _prepare(ctx: Context, pool: AnalysisPool, key: str) -> Analysis | _Done | _
         info = ctx.store.head(key)
         if is_processed(ctx, info):
             return _Done(info)
-        return _preserve_and_analyse(ctx, pool, info)
+        return _search_ahead(ctx, index, _preserve_and_analyse(ctx, pool, info))
     except WorkersUnavailable:
         raise
     except (StoreError, OSError, SQLAlchemyError) as exc:
@@ -389,6 +402,17 @@ def _preserve_and_analyse(ctx: Context, pool: AnalysisPool, info: ObjectInfo) ->
         return replace(base, error=result.reason, error_stage="analyse")
     derivatives = store_derivatives(ctx.store, kept.digests.sha256, result.derivatives)
     return with_analysis(base, result, derivatives, kept.claim_problems)
+
+
+def _search_ahead(ctx: Context, index: CollectionIndex, analysis: Analysis) -> Analysis:
+    """The submission's duplicate search over the collection as the batch loaded it, here in
+    the I/O thread rather than in the recorder: at a million items that search is the longest
+    step of recording. Only a cache: when it fails, recording searches everything itself."""
+    try:
+        return scan_collection(ctx, index, analysis)
+    except Exception as exc:
+        log.warning("searching duplicates ahead failed (%s): searching when recording", reason(exc))
+        return analysis
 
 
 Prepared = Analysis | _Done | _Refused

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from verification.duplicates.index import MIN_PDQ_QUALITY, PDQ_BYTES, PDQIndex
-from verification.duplicates.matching import find_duplicates, mirrored
+from verification.duplicates.matching import find_duplicates, mirrored, scan_ahead
 from verification.duplicates.snapshot import SNAPSHOT_FORMAT, load_snapshot, save_snapshot
 from verification.ledger.models import (
     DuplicateLink,
@@ -247,19 +248,25 @@ def find_matches(
     *,
     session: Session | None = None,
     only: set[str] | None = None,
+    update: bool = True,
 ) -> list[dict[str, Any]]:
     """Every near or exact duplicate of the analysed item in the collection (reads only).
 
     Runs before the recording transaction (so candidates' thumbnails are read from the store
-    without holding any lock), on ``index`` brought up to date; with ``only``, against just
-    those items (the look under the dedupe lock, in ``session``).
+    without holding any lock), on ``index`` brought up to date (``update=False``: as it is,
+    when the caller just did); with ``only``, against just those items (the look under the
+    dedupe lock, in ``session``). The part of the search read ahead (``analysis.ahead``) is
+    used when it still applies to ``index``.
     """
     assert analysis.digests is not None
     sha = analysis.digests.sha256
     index = index or CollectionIndex(ctx.engine)
+    ahead = None
     if only is None:
-        index.update()
+        if update:
+            index.update()
         pdq: PDQIndex = index.index
+        ahead = analysis.ahead
     else:
         assert session is not None
         pdq = _subset_index(session, only - {sha}, index.min_quality)
@@ -279,15 +286,41 @@ def find_matches(
         load_image=lambda other: _thumbnail(ctx.store, other),
         load_perceptual=load_perceptual,
         min_quality=index.min_quality,
+        ahead=ahead,
     )
 
 
+def scan_collection(ctx: Context, index: CollectionIndex, analysis: Analysis) -> Analysis:
+    """``analysis`` with its duplicate search over ``index``'s base done now (see
+    :func:`~verification.duplicates.matching.scan_ahead`); thread-safe while ``index`` is
+    updated. Only a cache: when it cannot be done, recording searches the whole collection."""
+    if analysis.error or analysis.digests is None or not analysis.perceptual:
+        return analysis
+    ahead = scan_ahead(
+        analysis.perceptual,
+        index.index,
+        threshold=ctx.settings.pdq_threshold,
+        min_quality=index.min_quality,
+    )
+    return replace(analysis, ahead=ahead) if ahead is not None else analysis
+
+
 def late_matches(
-    ctx: Context, session: Session, analysis: Analysis, index: CollectionIndex
+    ctx: Context,
+    session: Session,
+    analysis: Analysis,
+    index: CollectionIndex,
+    carried: set[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Under the dedupe lock: matches among items committed since ``index`` was refreshed."""
+    """Under the dedupe lock: matches among items committed since ``index`` was refreshed.
+
+    ``carried`` collects those items across the attempts of one recording: a transaction that
+    is rolled back and tried again has moved ``index`` past them, and must still match them.
+    """
     assert analysis.digests is not None
-    fresh = index.refresh(session) - {analysis.digests.sha256}
+    carried = set() if carried is None else carried
+    carried |= index.refresh(session)
+    fresh = carried - {analysis.digests.sha256}
     if not fresh:
         return []
     log.debug("%d item(s) stored since the matches were found: matching them too", len(fresh))

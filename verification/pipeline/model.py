@@ -10,6 +10,7 @@ from verification.analysis import FileAnalysis
 from verification.core.claims import Claims
 from verification.core.findings import Finding
 from verification.core.hashing import Digests
+from verification.duplicates.index import BaseScan
 from verification.storage import ObjectInfo
 
 # Evidence outcomes: the submission was preserved and recorded with one of these statuses.
@@ -48,6 +49,9 @@ class Analysis:
     extractors: Mapping[str, str] = field(default_factory=dict)
     error: str | None = None
     error_stage: str | None = None
+    # The duplicate search over the collection as the batch loaded it, done in the I/O thread
+    # while earlier submissions were recorded (a cache: recording checks it still applies).
+    ahead: BaseScan | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,10 +95,11 @@ def record_analysis(
         return existing
     index = index or CollectionIndex(ctx.engine)
     matches = [] if analysis.error else find_matches(ctx, analysis, index)
+    carried: set[str] = set()  # items committed since the matches, over every attempt
 
     def work(session: Session) -> Outcome:
         lock_dedupe(session)  # first, before any row lock: recorders that link items take turns
-        late = functools.partial(late_matches, ctx, session, analysis, index)
+        late = functools.partial(late_matches, ctx, session, analysis, index, carried)
         outcome = _record(ctx, session, analysis, matches, late)
         write_staged(ctx, session)
         return outcome
@@ -120,7 +121,8 @@ def record_group(
     the group is recorded, and the caller records the submissions one at a time (so one that
     cannot be recorded fails alone).
     """
-    matches = [[] if a.error else find_matches(ctx, a, index) for a in analyses]
+    index.update()  # once: the transaction's catch-up then names every item committed since
+    matches = [[] if a.error else find_matches(ctx, a, index, update=False) for a in analyses]
     with Session(ctx.engine, expire_on_commit=False) as session, session.begin():
         lock_dedupe(session)
         fresh = index.refresh(session)  # before this transaction writes: committed items only
@@ -152,13 +154,14 @@ def record_reanalysis(
     sha = analysis.digests.sha256
     index = index or CollectionIndex(ctx.engine)
     matches = find_matches(ctx, analysis, index)
+    carried: set[str] = set()  # items committed since the matches, over every attempt
 
     def work(session: Session) -> Outcome:
         lock_dedupe(session)
         lock_items(session, [sha, *(m["item"] for m in matches)])
         before = item_state(session, sha)
         record_analysis_events(ctx, session, analysis)
-        late = functools.partial(late_matches, ctx, session, analysis, index)
+        late = functools.partial(late_matches, ctx, session, analysis, index, carried)
         _link_and_write(ctx, session, analysis, submission_id, matches, late, before)
         write_staged(ctx, session)
         return _outcome(session, analysis.key, sha)
