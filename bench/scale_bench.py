@@ -103,7 +103,7 @@ def _items_in(home: Path) -> int:
         ctx.engine.dispose()
 
 
-def in_place(home: Path, rounds: int, count: int, size: tuple[int, int]) -> int:
+def in_place(home: Path, rounds: int, count: int, size: tuple[int, int], seed: int) -> int:
     """Alternate ingests into the populated ``home`` and into fresh empty homes; print each
     round and the ratio of the best of each."""
     items = _items_in(home)
@@ -113,7 +113,7 @@ def in_place(home: Path, rounds: int, count: int, size: tuple[int, int]) -> int:
     try:
         print(f"{count} new photos of {size[0]}x{size[1]} per run; {items:,} items in {home}")
         for number in range(rounds):
-            photos = make_photos(root / f"photos-{number}", count, size, 900 + number * count)
+            photos = make_photos(root / f"photos-{number}", count, size, seed + number * count)
             arrived_before_last_listing(home)  # listed from now, as an hour after its arrival
             seconds, peak = _ingest(home, photos)
             large.append(seconds)
@@ -155,10 +155,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--home", type=Path, help="a populated evidence home to measure in place (--sizes unused)"
     )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=900,
+        help="first photo seed with --home (change it between runs: the home keeps the photos)",
+    )
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     if args.home is not None:
-        return in_place(args.home, args.repeat, args.count, (width, height))
+        return in_place(args.home, args.repeat, args.count, (width, height), args.seed)
     sizes = sorted({int(s) for s in args.sizes.split(",")} | {0})
     root = Path(tempfile.mkdtemp(prefix="scale-bench-"))
     figures: dict[int, list[float]] = {}
