@@ -149,10 +149,14 @@ def _ratio(name: str, value: float, goal: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run every contender on the same photos and print figures, ratios and goals."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=100)
-    parser.add_argument("--size", default="4000x3000")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--count", type=int, default=100, help="photos (default 100)")
+    parser.add_argument("--size", default="4000x3000", help="their size, WIDTHxHEIGHT (12 MP)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="analysis workers, and reference processes"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="interleaved rounds; the best of each is kept"
+    )
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     root = Path(tempfile.mkdtemp(prefix="intake-speed-"))
