@@ -14,6 +14,7 @@ import json
 import random
 import shutil
 import subprocess
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -447,8 +448,6 @@ def test_the_collection_is_searched_in_the_io_threads(
     """With the collection loaded from the snapshot an earlier batch left, each submission's
     duplicate search over it runs in an I/O thread while others are recorded (the recorder reads
     only the rows added since), and the ledger ends as ingest leaves it."""
-    import threading
-
     from verification.duplicates.index import PDQIndex
 
     _, expected = reference
@@ -470,6 +469,39 @@ def test_the_collection_is_searched_in_the_io_threads(
     _run(ctx, [keys[4:]], workers=2)
     base_reads = [thread for thread, base in reads if base]
     assert base_reads and all(thread.startswith("evidence-io") for thread in base_reads)
+    got = _snapshot(ctx)
+    assert got["links"] == expected["links"]
+    assert got["items"] == expected["items"]
+
+
+def test_an_index_that_cannot_be_loaded_ahead_is_loaded_when_recording(
+    uploaded: Path,
+    tmp_path: Path,
+    reference: tuple[Context, dict],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The batch's first read of the index fails (the database away for a moment): nothing is
+    searched ahead, recording reads the index itself, and the ledger ends as ingest leaves it."""
+    from sqlalchemy.exc import OperationalError
+
+    from verification.pipeline.dedupe import CollectionIndex
+
+    _, expected = reference
+    real = CollectionIndex.update
+    calls: list[str] = []
+
+    def away_at_first(self: CollectionIndex, *args: Any, **kwargs: Any) -> None:
+        calls.append(threading.current_thread().name)
+        if len(calls) == 1:
+            raise OperationalError("SELECT", {}, Exception("connection refused"))
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(CollectionIndex, "update", away_at_first)
+    ctx = _context(uploaded, tmp_path / "home", workers=2)
+    _run(ctx, [sorted(expected["outcomes"])], workers=2)
+    assert calls[0] == "evidence-index" and "MainThread" in calls[1:]
+    assert "could not read the duplicate index yet" in caplog.text
     got = _snapshot(ctx)
     assert got["links"] == expected["links"]
     assert got["items"] == expected["items"]

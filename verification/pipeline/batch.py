@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -268,8 +269,7 @@ def process_batch(
     workers = max(1, min(workers or ctx.settings.workers, len(keys)))
     order = {key: i for i, key in enumerate(keys)}
     outcomes: list[Outcome] = []
-    index = batch_index(ctx)  # the collection's hashes, read once for the batch
-    _load_index(index)
+    index = _Loading(batch_index(ctx))  # the collection's hashes, read once for the batch
     try:
         with (
             analysis_pool(ctx.settings, workers, keys) as pool,
@@ -277,8 +277,9 @@ def process_batch(
         ):
             futures = [io.submit(_prepare, ctx, pool, index, key) for key in keys]
             try:
+                index.join()  # recording updates the index: never while it is being loaded
                 for ready in _as_ready(futures, RECORD_GROUP):
-                    for outcome in _record_ready(ctx, ready, index, order):
+                    for outcome in _record_ready(ctx, ready, index.index, order):
                         outcomes.append(outcome)
                         if progress:
                             progress(outcome)
@@ -290,18 +291,41 @@ def process_batch(
         done = {o.key for o in outcomes}
         _record_unanalysed(ctx, [k for k in keys if k not in done], exc)
         raise
-    _save_index(index)
+    finally:
+        index.join()
+    _save_index(index.index)
     final = _as_recorded_now(ctx, outcomes)
     return sorted(final, key=lambda o: order.get(o.key, len(order)))
 
 
-def _load_index(index: CollectionIndex) -> None:
-    """Load the batch's index before the I/O threads search it ahead; when the database cannot
-    be read now, each submission meets that when it is recorded (and is reported failed)."""
-    try:
-        index.update()
-    except SQLAlchemyError as exc:
-        log.warning("could not read the duplicate index yet: %s", reason(exc))
+class _Loading:
+    """The batch's index, loaded in a thread of its own while the workers start and the first
+    files are read (at a million items without a snapshot that is seconds). The I/O threads
+    search it ahead only once it is loaded; the recorder waits for the load before it records.
+    When the database cannot be read now, each submission meets that when it is recorded (and
+    is reported failed)."""
+
+    def __init__(self, index: CollectionIndex) -> None:
+        self.index = index
+        self.loaded = threading.Event()
+        self._thread = threading.Thread(target=self._load, name="evidence-index", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        try:
+            self.index.update()
+            self.loaded.set()
+        except SQLAlchemyError as exc:
+            log.warning("could not read the duplicate index yet: %s", reason(exc))
+        except Exception:  # our bug: recording meets it again, per submission, and says so
+            log.exception("loading the duplicate index failed")
+
+    def ready(self) -> CollectionIndex | None:
+        """The index once loaded (None before, or when it could not be)."""
+        return self.index if self.loaded.is_set() else None
+
+    def join(self) -> None:
+        self._thread.join()
 
 
 def _save_index(index: CollectionIndex) -> None:
@@ -368,7 +392,7 @@ class _Refused:
 
 
 def _prepare(
-    ctx: Context, pool: AnalysisPool, index: CollectionIndex, key: str
+    ctx: Context, pool: AnalysisPool, index: _Loading, key: str
 ) -> Analysis | _Done | _Refused:
     """Store side, analysis and duplicate search over the loaded collection of one submission
     (runs in an I/O thread)."""
@@ -404,10 +428,14 @@ def _preserve_and_analyse(ctx: Context, pool: AnalysisPool, info: ObjectInfo) ->
     return with_analysis(base, result, derivatives, kept.claim_problems)
 
 
-def _search_ahead(ctx: Context, index: CollectionIndex, analysis: Analysis) -> Analysis:
+def _search_ahead(ctx: Context, loading: _Loading, analysis: Analysis) -> Analysis:
     """The submission's duplicate search over the collection as the batch loaded it, here in
     the I/O thread rather than in the recorder: at a million items that search is the longest
-    step of recording. Only a cache: when it fails, recording searches everything itself."""
+    step of recording. Only a cache: when the index is not loaded yet, or the search fails,
+    recording searches everything itself."""
+    index = loading.ready()
+    if index is None:
+        return analysis
     try:
         return scan_collection(ctx, index, analysis)
     except Exception as exc:
