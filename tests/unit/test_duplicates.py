@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pdqhash
@@ -304,6 +305,33 @@ def test_every_crop_is_recovered_when_the_case_items_are_candidates(
         assert [r["item"] for r in results] == [item]
         recovered.append(results[0]["kind"])
     assert recovered == ["crop-orb"] * len(originals)
+
+
+def test_own_image_is_read_only_when_a_crop_is_to_be_checked(
+    originals: dict[str, Image.Image], collection: PDQIndex
+) -> None:
+    """Given as a function, the item's image is read once when there is a crop candidate, never
+    when there is none; when it cannot be read, no crop is checked and the PDQ matches stand."""
+    images = {item: _bgr(image) for item, image in originals.items()}
+    item, image = next(iter(originals.items()))
+    copy = _crop5(image)
+    reads: list[str] = []
+
+    def read() -> Any:
+        reads.append("read")
+        return _bgr(copy)
+
+    kw: dict[str, Any] = {"load_image": images.get, "crop_candidates": list(originals)}
+    lazy = find_duplicates(_perceptual(copy), collection, image=read, **kw)
+    assert reads == ["read"]
+    assert lazy == find_duplicates(_perceptual(copy), collection, image=_bgr(copy), **kw)
+    assert [(r["item"], r["kind"]) for r in lazy] == [(item, "crop-orb")]
+    lone = PDQIndex()
+    lone.add("unrelated", np.random.default_rng(3).bytes(32))
+    assert find_duplicates(_perceptual(copy), lone, image=read, load_image=images.get) == []
+    assert reads == ["read"]  # no candidate: not read
+    unreadable = find_duplicates(_perceptual(copy), collection, image=lambda: None, **kw)
+    assert unreadable == find_duplicates(_perceptual(copy), collection) == []
 
 
 def test_distinct_originals_do_not_match_each_other(

@@ -147,7 +147,7 @@ def find_duplicates(
     *,
     threshold: int = 31,
     exclude: str | None = None,
-    image: ImageInput | None = None,
+    image: ImageInput | Callable[[], ImageInput | None] | None = None,
     load_image: Callable[[str], ImageInput | None] | None = None,
     load_perceptual: Callable[[str], Mapping[str, Any] | None] | None = None,
     crop_candidates: Iterable[str] = (),
@@ -161,7 +161,8 @@ def find_duplicates(
     ``kind`` is ``near-pdq`` (PDQ within ``threshold``), ``near-pdq-dihedral`` (a rotated or
     mirrored copy) or ``crop-orb`` (confirmed by ORB: candidates within
     ``crop_candidate_threshold`` plus ``crop_candidates``, when ``image`` and ``load_image``
-    are given). With ``load_perceptual`` (another item's perceptual dict) each candidate's
+    are given; ``image`` may be a function that reads it, called only when there is a candidate,
+    and no crop is checked when it returns None). With ``load_perceptual`` (another item's perceptual dict) each candidate's
     distance is :func:`pair_distance`, the same whichever item is asked about; without it the
     index's one-way distance is used. Unrelated PDQ hashes sit at 128 ± 8 bits; a 5 % crop
     lands at 65-105; each ORB check costs 2-3 ms on 512-pixel thumbnails, and about 40 items
@@ -196,12 +197,18 @@ def find_duplicates(
             for i, d in candidates.items()
             if i not in found and i != exclude
         )
+        own = image() if todo and callable(image) else image  # read only when needed
+        if own is None or callable(own):
+            if todo:
+                logger.debug("crop checks skipped: no image of the item")
+            todo = []
         if len(todo) > max_crop_checks:
             logger.warning(
                 "%d crop candidates, %d checked (max_crop_checks)", len(todo), max_crop_checks
             )
         for _, item in todo[:max_crop_checks]:
-            entry = _crop_entry(item, image, load_image, candidates[item])
+            assert own is not None and not callable(own)
+            entry = _crop_entry(item, own, load_image, candidates[item])
             if entry is not None:
                 found[item] = entry
     return sorted(

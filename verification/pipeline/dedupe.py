@@ -282,7 +282,7 @@ def find_matches(
         pdq,
         threshold=ctx.settings.pdq_threshold,
         exclude=sha,
-        image=_thumbnail(ctx.store, sha),
+        image=lambda: _thumbnail(ctx.store, sha),
         load_image=lambda other: _thumbnail(ctx.store, other),
         load_perceptual=load_perceptual,
         min_quality=index.min_quality,
