@@ -8,7 +8,7 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
     UniqueConstraint,
     create_engine,
@@ -280,8 +281,10 @@ def insert_if_absent(
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    statement = insert(model).values(**values).on_conflict_do_nothing(index_elements=list(keys))
-    result = session.execute(statement)
+    table = cast("Table", model.__table__)
+    statement = insert(table).values(**values).on_conflict_do_nothing(index_elements=list(keys))
+    session.flush()  # what the session holds first, as an ORM statement would autoflush it
+    result = session.connection().execute(statement)  # Core: no ORM bulk-insert machinery
     return bool(getattr(result, "rowcount", 0))
 
 
