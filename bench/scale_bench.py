@@ -51,8 +51,7 @@ def one(
     """(seconds to generate, ingest seconds per new photo of each repeat, peak tree MiB) at
     ``items``. Each repeat ingests the same photos into a copy of the generated home."""
     home = root / f"home-{items}"
-    env = _env(home)
-    subprocess.run([str(BIN / "evidence"), "init"], env=env, check=True, capture_output=True)
+    _init(home)
     generated = populate(home, items, incoming=True) if items else 0.0
     per_item, peak = [], 0.0
     for number in range(repeat):
@@ -60,19 +59,16 @@ def one(
         shutil.copytree(home, copy, symlinks=True)
         if items:
             arrived_before_last_listing(copy)  # its files arrived now, as far as ctime says
-        env = _env(copy)
-        subprocess.run(
-            [str(BIN / "evidence"), "submit", "--case", "bench", *map(str, photos)],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        done = run([str(BIN / "evidence"), "ingest", "--no-progress"], env)
+        seconds, tree = _ingest(copy, photos)
         shutil.rmtree(copy, ignore_errors=True)
-        per_item.append(done.seconds / len(photos))
-        peak = max(peak, done.peak_mib)
+        per_item.append(seconds)
+        peak = max(peak, tree)
     shutil.rmtree(home, ignore_errors=True)
     return generated, per_item, peak
+
+
+def _init(home: Path) -> None:
+    subprocess.run([str(BIN / "evidence"), "init"], env=_env(home), check=True, capture_output=True)
 
 
 def _ingest(home: Path, photos: list[Path]) -> tuple[float, float]:
@@ -118,9 +114,7 @@ def in_place(home: Path, rounds: int, count: int, size: tuple[int, int], seed: i
             seconds, peak = _ingest(home, photos)
             large.append(seconds)
             fresh = root / f"empty-{number}"
-            subprocess.run(
-                [str(BIN / "evidence"), "init"], env=_env(fresh), check=True, capture_output=True
-            )
+            _init(fresh)
             alone, alone_peak = _ingest(fresh, photos)
             empty.append(alone)
             shutil.rmtree(fresh, ignore_errors=True)
