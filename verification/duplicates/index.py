@@ -529,18 +529,14 @@ class PDQIndex:
         the rows added since the base are read now. The answer is the same either way.
         """
         plain_words, dihedral_words = _query_words(plain, dihedral)
-        if ahead is not None and ahead.covers(
+        covered = ahead is not None and ahead.covers(
             self._base, plain_words, threshold, dihedral_words, dihedral_threshold
-        ):
-            base = ahead.within(threshold, dihedral_threshold)
-            added = self._scan(
-                self._tail_segment(), plain_words, threshold, dihedral_words, dihedral_threshold
-            )
-            hits = base.joined(added)
-        else:
-            hits = self._scan(
-                self._segments(), plain_words, threshold, dihedral_words, dihedral_threshold
-            )
+        )
+        segments = self._tail_segment() if covered else self._segments()
+        hits = self._scan(segments, plain_words, threshold, dihedral_words, dihedral_threshold)
+        if covered:
+            assert ahead is not None
+            hits = ahead.within(threshold, dihedral_threshold).joined(hits)
         plain_matches = [self._matches(rows, distances, None) for rows, distances in hits.plain]
         if not dihedral_words:
             return plain_matches, []

@@ -161,10 +161,10 @@ def find_duplicates(
     ``kind`` is ``near-pdq`` (PDQ within ``threshold``), ``near-pdq-dihedral`` (a rotated or
     mirrored copy) or ``crop-orb`` (confirmed by ORB: candidates within
     ``crop_candidate_threshold`` plus ``crop_candidates``, when ``image`` and ``load_image``
-    are given; ``image`` may be a function that reads it, called only when there is a candidate,
-    and no crop is checked when it returns None). With ``load_perceptual`` (another item's perceptual dict) each candidate's
-    distance is :func:`pair_distance`, the same whichever item is asked about; without it the
-    index's one-way distance is used. Unrelated PDQ hashes sit at 128 ± 8 bits; a 5 % crop
+    are given; ``image`` may be a function that reads it, called only when there is a
+    candidate, and no crop is checked when it returns None). With ``load_perceptual`` (another
+    item's perceptual dict) each candidate's distance is :func:`pair_distance`, the same
+    whichever item is asked about; without it the index's one-way distance is used. Unrelated PDQ hashes sit at 128 ± 8 bits; a 5 % crop
     lands at 65-105; each ORB check costs 2-3 ms on 512-pixel thumbnails, and about 40 items
     per million fall within 96 by chance, hence ``max_crop_checks`` (closest first, then by
     item id). ``exclude`` is the query item's own id. Items whose hashes have a
@@ -175,8 +175,7 @@ def find_duplicates(
         quality = perceptual.get("pdq_quality")
         logger.debug("PDQ quality %s below %s: near-duplicate search skipped", quality, min_quality)
         return []
-    frames = _frames(perceptual, min_quality)
-    dihedral = _dihedral(perceptual) if not perceptual.get("keyframes") else []
+    frames, dihedral = _queries(perceptual, min_quality)
     crop = image is not None and load_image is not None
     near, candidates = _candidates(
         index, frames, dihedral, threshold, crop_candidate_threshold if crop else None, ahead
@@ -197,20 +196,18 @@ def find_duplicates(
             for i, d in candidates.items()
             if i not in found and i != exclude
         )
-        own = image() if todo and callable(image) else image  # read only when needed
-        if own is None or callable(own):
-            if todo:
-                logger.debug("crop checks skipped: no image of the item")
-            todo = []
-        if len(todo) > max_crop_checks:
-            logger.warning(
-                "%d crop candidates, %d checked (max_crop_checks)", len(todo), max_crop_checks
-            )
-        for _, item in todo[:max_crop_checks]:
-            assert own is not None and not callable(own)
-            entry = _crop_entry(item, own, load_image, candidates[item])
-            if entry is not None:
-                found[item] = entry
+        own = (image() if callable(image) else image) if todo else None  # read only if needed
+        if todo and own is None:
+            logger.debug("crop checks skipped: no image of the item")
+        elif own is not None:
+            if len(todo) > max_crop_checks:
+                logger.warning(
+                    "%d crop candidates, %d checked (max_crop_checks)", len(todo), max_crop_checks
+                )
+            for _, item in todo[:max_crop_checks]:
+                entry = _crop_entry(item, own, load_image, candidates[item])
+                if entry is not None:
+                    found[item] = entry
     return sorted(
         found.values(), key=lambda d: (d["distance"] is None, d["distance"] or 0, d["item"])
     )
@@ -230,14 +227,21 @@ def scan_ahead(
     threshold, so it serves a search with or without crop candidates."""
     if _too_flat(perceptual, min_quality):
         return None
-    frames = _frames(perceptual, min_quality)
-    dihedral = _dihedral(perceptual) if not perceptual.get("keyframes") else []
+    frames, dihedral = _queries(perceptual, min_quality)
     return index.scan_base(
         [h for _, h in frames],
         max(threshold, crop_candidate_threshold),
         dihedral,
         threshold + DIHEDRAL_MARGIN,
     )
+
+
+def _queries(
+    perceptual: Mapping[str, Any], min_quality: int
+) -> tuple[list[tuple[int | None, PDQHash]], list[PDQHash]]:
+    """What an item is searched with: its usable frames, and a photo's dihedral hashes."""
+    dihedral = _dihedral(perceptual) if not perceptual.get("keyframes") else []
+    return _frames(perceptual, min_quality), dihedral
 
 
 def _too_flat(perceptual: Mapping[str, Any], min_quality: int) -> bool:

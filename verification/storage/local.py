@@ -122,13 +122,7 @@ class LocalStore:
             finally:
                 tmp.unlink(missing_ok=True)
             status = path.stat()
-            sidecar = {
-                "sha256": digests.sha256,
-                "etag": digests.md5,
-                "size": status.st_size,
-                "mtime_ns": status.st_mtime_ns,
-                "metadata": values,
-            }
+            sidecar = _sidecar(digests, status, values)
             self._write_sidecar(meta_path, sidecar)
         logger.debug("stored %s in %s (%s bytes)", printable(key), self.url, digests.size)
         return _info(key, status, sidecar, with_metadata=True)
@@ -291,13 +285,7 @@ class LocalStore:
             staged.path.chmod(_WRITE_ONCE_MODE)
             _publish(staged.path, path, key, if_absent=True)
             status = path.stat()
-            sidecar = {
-                "sha256": digests.sha256,
-                "etag": digests.md5,
-                "size": status.st_size,
-                "mtime_ns": status.st_mtime_ns,
-                "metadata": {},
-            }
+            sidecar = _sidecar(digests, status, {})
             self._write_sidecar(meta_path, sidecar)
         logger.debug("published %s in %s (%s bytes)", printable(key), self.url, digests.size)
         return _info(key, status, sidecar, with_metadata=True)
@@ -437,6 +425,20 @@ def _read_sidecar(meta_path: Path, status: os.stat_result) -> dict[str, Any] | N
         )
         return None
     return sidecar
+
+
+def _sidecar(
+    digests: Digests | FullDigests, status: os.stat_result, metadata: Mapping[str, str]
+) -> dict[str, Any]:
+    """What an object's metadata file holds: its digests, the size and mtime it was written
+    with (a file changed behind the store's back no longer agrees), and the user metadata."""
+    return {
+        "sha256": digests.sha256,
+        "etag": digests.md5,
+        "size": status.st_size,
+        "mtime_ns": status.st_mtime_ns,
+        "metadata": dict(metadata),
+    }
 
 
 def _info(
